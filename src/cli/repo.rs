@@ -1,0 +1,261 @@
+//! Repository commands: new_repo, lr, repo_stats, list_content_items,
+//! prune, compress -R, unlock.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+
+use super::output::{Table, size};
+use super::{Context, EXIT_OK};
+use crate::config::{Name, RepoSpec};
+use crate::content::{Access, RepoLock, Repository, StoredForm};
+use crate::fsio;
+
+#[derive(Args, Debug)]
+pub struct NewRepoArgs {
+    /// Directory (e.g. a NAS mount or USB drive) to hold the repository.
+    #[arg(long, short = 'L', value_name = "DIR")]
+    location: PathBuf,
+    /// Store new content uncompressed (default: gzip, readable with zcat).
+    #[arg(short = 'U', long = "uncompressed")]
+    uncompressed: bool,
+    /// Name of the new repository (letters, digits, `.`, `_`, `-`).
+    #[arg(value_name = "NAME")]
+    name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListReposArgs {}
+
+#[derive(Args, Debug)]
+pub struct RepoArg {
+    /// Repository name (see `epygibus lr`).
+    #[arg(short = 'R', long = "repo", value_name = "NAME")]
+    repo: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CompressArgs {
+    /// Repository whose content files to convert.
+    #[arg(short = 'R', long = "repo", value_name = "NAME")]
+    repo: String,
+    /// Uncompress instead of compress.
+    #[arg(short = 'U', long = "uncompress")]
+    uncompress: bool,
+}
+
+pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
+    let name: Name = args.name.parse()?;
+    let spec_path = ctx.config.repo_spec_path(&name);
+    if spec_path.exists() {
+        bail!(
+            "a repository named `{name}` already exists ({})",
+            spec_path.display()
+        );
+    }
+    let location = checked_location(&args.location)?;
+    let user: Name = fsio::user_name()
+        .parse()
+        .context("your user name cannot be used as a directory name")?;
+    let parent = location
+        .join("epygibus.d")
+        .join("repos")
+        .join(user.as_str());
+    let created = create_dirs(&parent)?;
+    let dir = parent.join(name.as_str());
+    let result = Repository::create(&dir, !args.uncompressed)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            let spec = RepoSpec {
+                name: name.clone(),
+                path: dir.clone(),
+            };
+            ctx.config.add_repo(&spec).map_err(|e| {
+                let _ = fs::remove_dir_all(&dir);
+                anyhow::Error::from(e)
+            })
+        });
+    if let Err(e) = result {
+        remove_empty_dirs(&created);
+        return Err(e);
+    }
+    let mode = if args.uncompressed {
+        "uncompressed"
+    } else {
+        "gzip-compressed"
+    };
+    println!("Created repository `{name}` at {} ({mode}).", dir.display());
+    Ok(EXIT_OK)
+}
+
+/// The location as an absolute directory path, or an error saying why not.
+fn checked_location(location: &Path) -> anyhow::Result<PathBuf> {
+    let meta = fs::metadata(location)
+        .with_context(|| format!("location {} cannot be used", location.display()))?;
+    if !meta.is_dir() {
+        bail!("location {} is not a directory", location.display());
+    }
+    Ok(fs::canonicalize(location)?)
+}
+
+/// Creates `dir` and missing parents; returns those it created, deepest last.
+fn create_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+    missing.reverse();
+    let mut created = Vec::new();
+    for p in missing {
+        if let Err(e) = fsio::create_dir_if_missing(p) {
+            remove_empty_dirs(&created);
+            bail!("could not create directory {}: {e}", p.display());
+        }
+        created.push(p.to_owned());
+    }
+    Ok(created)
+}
+
+fn remove_empty_dirs(created: &[PathBuf]) {
+    for p in created.iter().rev() {
+        let _ = fs::remove_dir(p);
+    }
+}
+
+fn open_repo(ctx: &Context, name: &str, access: Access) -> anyhow::Result<(Name, Repository)> {
+    let name: Name = name.parse()?;
+    let spec = ctx.config.repo(&name)?;
+    let repo = Repository::open(&spec.path, access)?;
+    Ok((name, repo))
+}
+
+pub fn list_repos(ctx: &Context, _args: ListReposArgs) -> anyhow::Result<u8> {
+    let mut table = Table::new(&["NAME", "LOCATION"]);
+    for name in ctx.config.repo_names()? {
+        let location = match ctx.config.repo(&name) {
+            Ok(spec) => spec.path.display().to_string(),
+            Err(e) => format!("(unreadable spec: {e})"),
+        };
+        table.row(vec![name.to_string(), location]);
+    }
+    print!("{}", table.render());
+    Ok(EXIT_OK)
+}
+
+pub fn repo_stats(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
+    let (name, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
+    let s = repo.stats();
+    println!("Repository `{name}` at {}", repo.dir().display());
+    let mut t = Table::new(&["", "ITEMS", "REFERENCES", "CONTENT", "STORED"]);
+    t.row(vec![
+        "referenced".into(),
+        s.referenced_items.to_string(),
+        s.references.to_string(),
+        size(s.referenced_content_bytes),
+        size(s.referenced_stored_bytes),
+    ]);
+    t.row(vec![
+        "unreferenced".into(),
+        s.unreferenced_items.to_string(),
+        "0".into(),
+        size(s.unreferenced_content_bytes),
+        size(s.unreferenced_stored_bytes),
+    ]);
+    print!("{}", t.render());
+    Ok(EXIT_OK)
+}
+
+pub fn list_content_items(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
+    let (_, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
+    let mut t = Table::new(&["TOKEN", "REFS", "SIZE", "STORED", "FORM"]);
+    for (token, e) in repo.items() {
+        let form = match e.form {
+            StoredForm::Gzip => "gzip",
+            StoredForm::Plain => "plain",
+        };
+        t.row(vec![
+            token.to_hex(),
+            e.refs.to_string(),
+            e.size.to_string(),
+            e.stored_size.to_string(),
+            form.into(),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(EXIT_OK)
+}
+
+pub fn prune(ctx: &Context, args: RepoArg, command: &str) -> anyhow::Result<u8> {
+    let access = Access::Locked {
+        command,
+        wait: ctx.lock_wait(),
+    };
+    let (_, repo) = open_repo(ctx, &args.repo, access)?;
+    let report = repo.prune()?;
+    if report.items == 0 {
+        println!("Nothing to do.");
+    } else {
+        println!(
+            "Removed {} unreferenced content items: {} of content, {} freed on disk.",
+            report.items,
+            size(report.content_bytes),
+            size(report.stored_bytes)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Result<u8> {
+    let access = Access::Locked {
+        command,
+        wait: ctx.lock_wait(),
+    };
+    let (_, repo) = open_repo(ctx, &args.repo, access)?;
+    let target = if args.uncompress {
+        StoredForm::Plain
+    } else {
+        StoredForm::Gzip
+    };
+    let report = repo.compress_all(target)?;
+    if report.converted == 0 {
+        println!("Nothing to do.");
+    } else {
+        let verb = if args.uncompress {
+            "Uncompressed"
+        } else {
+            "Compressed"
+        };
+        let (before, after) = (report.stored_before, report.stored_after);
+        let change = if after <= before {
+            format!("{} saved", size(before - after))
+        } else {
+            format!("{} added", size(after - before))
+        };
+        println!(
+            "{verb} {} content items: {} -> {} on disk ({change}).",
+            report.converted,
+            size(before),
+            size(after)
+        );
+    }
+    if report.kept_plain > 0 {
+        println!(
+            "{} items did not shrink and stay uncompressed.",
+            report.kept_plain
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn unlock(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
+    let name: Name = args.repo.parse()?;
+    let spec = ctx.config.repo(&name)?;
+    let path = Repository::lock_path(&spec.path);
+    match RepoLock::force_break(&path)
+        .with_context(|| format!("could not remove lock file {}", path.display()))?
+    {
+        Some(holder) => println!("Removed the lock held by {}.", holder.describe()),
+        None if path.exists() => println!("Removed an unreadable lock file."),
+        None => println!("Repository `{name}` was not locked."),
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,296 @@
+//! The reference-count index: for every content file, how many snapshot
+//! entries use it, its size and its stored size, so statistics never stat
+//! content files (a round trip each on a NAS).
+//!
+//! Persisted as numbered generations `index.<n>`; each generation is a new
+//! file (DESIGN.md rule 1) and the newest one is the truth. A generation
+//! that fails its checksum is reported, never replaced or skipped: falling
+//! back to an older one could make counts too low (rule 2).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::ContentToken;
+
+/// How a content file is stored on disk; decides its file-name suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredForm {
+    /// The bytes as they are, no suffix.
+    Plain,
+    /// A gzip file (one or more members), suffix `.gz`.
+    Gzip,
+}
+
+impl StoredForm {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            StoredForm::Plain => "",
+            StoredForm::Gzip => ".gz",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            StoredForm::Plain => 0,
+            StoredForm::Gzip => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(StoredForm::Plain),
+            1 => Some(StoredForm::Gzip),
+            _ => None,
+        }
+    }
+}
+
+/// What the index knows of one content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Snapshot entries using this content (never too low; may be too high
+    /// after a crash until `check --repair`).
+    pub refs: u64,
+    /// Size of the content itself.
+    pub size: u64,
+    /// Size of the content file on disk.
+    pub stored_size: u64,
+    pub form: StoredForm,
+    /// Unix seconds at which `refs` last dropped to zero (0 while referenced),
+    /// so prune can leave recently released content for a grace period.
+    pub zero_since: u64,
+}
+
+/// A decoded index generation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefIndex {
+    pub generation: u64,
+    pub entries: HashMap<ContentToken, IndexEntry>,
+}
+
+/// Why an index file could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IndexDecodeError {
+    #[error("it does not start with the index header")]
+    BadMagic,
+    #[error("it is truncated")]
+    Truncated,
+    #[error("its checksum does not match its contents")]
+    BadChecksum,
+    #[error("entry {0} has an unknown storage form")]
+    BadForm(u64),
+    #[error("token {0} appears twice")]
+    Duplicate(ContentToken),
+    #[error("its generation number {0} differs from its file name")]
+    WrongGeneration(u64),
+}
+
+const MAGIC: &[u8] = b"epygibus-index 1\n";
+const ENTRY_LEN: usize = 32 + 8 + 8 + 8 + 1 + 8;
+const CHECKSUM_LEN: usize = 32;
+/// File-name prefix of index generations.
+pub const INDEX_PREFIX: &str = "index.";
+
+impl RefIndex {
+    /// Encodes as: magic, generation (u64 LE), entry count (u64 LE), fixed
+    /// 65-byte entries sorted by token, then the BLAKE3 of all that.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut tokens: Vec<&ContentToken> = self.entries.keys().collect();
+        tokens.sort_unstable();
+        let mut out =
+            Vec::with_capacity(MAGIC.len() + 16 + tokens.len() * ENTRY_LEN + CHECKSUM_LEN);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&(tokens.len() as u64).to_le_bytes());
+        for token in tokens {
+            let e = &self.entries[token];
+            out.extend_from_slice(token.as_bytes());
+            out.extend_from_slice(&e.refs.to_le_bytes());
+            out.extend_from_slice(&e.size.to_le_bytes());
+            out.extend_from_slice(&e.stored_size.to_le_bytes());
+            out.push(e.form.code());
+            out.extend_from_slice(&e.zero_since.to_le_bytes());
+        }
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RefIndex, IndexDecodeError> {
+        let body = check_frame(bytes)?;
+        let mut r = Reader(body);
+        let generation = r.u64()?;
+        let count = r.u64()?;
+        if (r.0.len() as u64) != count.saturating_mul(ENTRY_LEN as u64) {
+            return Err(IndexDecodeError::Truncated);
+        }
+        let mut entries = HashMap::with_capacity(count as usize);
+        for i in 0..count {
+            let token = ContentToken::from_slice(r.take(32)?).ok_or(IndexDecodeError::Truncated)?;
+            let refs = r.u64()?;
+            let size = r.u64()?;
+            let stored_size = r.u64()?;
+            let form = StoredForm::from_code(r.take(1)?[0]).ok_or(IndexDecodeError::BadForm(i))?;
+            let zero_since = r.u64()?;
+            let entry = IndexEntry {
+                refs,
+                size,
+                stored_size,
+                form,
+                zero_since,
+            };
+            if entries.insert(token, entry).is_some() {
+                return Err(IndexDecodeError::Duplicate(token));
+            }
+        }
+        Ok(RefIndex {
+            generation,
+            entries,
+        })
+    }
+}
+
+/// Checks magic and checksum; returns the bytes between them.
+fn check_frame(bytes: &[u8]) -> Result<&[u8], IndexDecodeError> {
+    if bytes.len() < MAGIC.len() {
+        return Err(if MAGIC.starts_with(bytes) {
+            IndexDecodeError::Truncated
+        } else {
+            IndexDecodeError::BadMagic
+        });
+    }
+    if !bytes.starts_with(MAGIC) {
+        return Err(IndexDecodeError::BadMagic);
+    }
+    if bytes.len() < MAGIC.len() + 16 + CHECKSUM_LEN {
+        return Err(IndexDecodeError::Truncated);
+    }
+    let (framed, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if blake3::hash(framed).as_bytes() != sum {
+        return Err(IndexDecodeError::BadChecksum);
+    }
+    Ok(&framed[MAGIC.len()..])
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], IndexDecodeError> {
+        if self.0.len() < n {
+            return Err(IndexDecodeError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, IndexDecodeError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("took 8 bytes")))
+    }
+}
+
+/// Path of generation `n` in repository directory `dir`.
+pub fn generation_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{INDEX_PREFIX}{n:012}"))
+}
+
+/// The generation number of an index file name, if it is one.
+pub fn parse_generation(name: &[u8]) -> Option<u64> {
+    let digits = name.strip_prefix(INDEX_PREFIX.as_bytes())?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RefIndex {
+        let mut idx = RefIndex {
+            generation: 7,
+            ..RefIndex::default()
+        };
+        for i in 0..50u64 {
+            idx.entries.insert(
+                ContentToken::of(&i.to_le_bytes()),
+                IndexEntry {
+                    refs: i,
+                    size: i * 100,
+                    stored_size: i * 40,
+                    form: if i % 2 == 0 {
+                        StoredForm::Gzip
+                    } else {
+                        StoredForm::Plain
+                    },
+                    zero_since: if i == 0 { 1_700_000_000 } else { 0 },
+                },
+            );
+        }
+        idx
+    }
+
+    #[test]
+    fn index_round_trip() {
+        let idx = sample();
+        assert_eq!(RefIndex::decode(&idx.encode()).unwrap(), idx);
+        let empty = RefIndex::default();
+        assert_eq!(RefIndex::decode(&empty.encode()).unwrap(), empty);
+    }
+
+    #[test]
+    fn corrupt_index_rejected() {
+        let bytes = sample().encode();
+        let mut flipped = bytes.clone();
+        flipped[MAGIC.len() + 40] ^= 1;
+        assert_eq!(
+            RefIndex::decode(&flipped),
+            Err(IndexDecodeError::BadChecksum)
+        );
+        assert_eq!(
+            RefIndex::decode(&bytes[..bytes.len() - 1]),
+            Err(IndexDecodeError::BadChecksum)
+        );
+        assert_eq!(
+            RefIndex::decode(&bytes[..10]),
+            Err(IndexDecodeError::Truncated)
+        );
+        assert_eq!(
+            RefIndex::decode(b"not an index at all, clearly"),
+            Err(IndexDecodeError::BadMagic)
+        );
+    }
+
+    #[test]
+    fn entry_count_must_match_length() {
+        // A well-checksummed file whose count lies is still rejected.
+        let mut body = MAGIC.to_vec();
+        body.extend_from_slice(&1u64.to_le_bytes());
+        body.extend_from_slice(&5u64.to_le_bytes());
+        let sum = blake3::hash(&body);
+        body.extend_from_slice(sum.as_bytes());
+        assert_eq!(RefIndex::decode(&body), Err(IndexDecodeError::Truncated));
+    }
+
+    #[test]
+    fn generation_names() {
+        let p = generation_path(Path::new("/r"), 42);
+        assert_eq!(p, Path::new("/r/index.000000000042"));
+        assert_eq!(parse_generation(b"index.000000000042"), Some(42));
+        assert_eq!(parse_generation(b"index."), None);
+        assert_eq!(parse_generation(b"index.12a"), None);
+        assert_eq!(parse_generation(b"tmp.1.2"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = RefIndex::decode(&bytes);
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = RefIndex::decode(&framed);
+        }
+    }
+}

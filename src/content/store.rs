@@ -1,0 +1,271 @@
+//! Content files: compressing, writing and reading them.
+//!
+//! A content file is either the plain bytes or a gzip file of one or more
+//! independent members (1 MiB of input each), so `zcat` reads it, large
+//! files compress on all cores and memory stays bounded.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use rayon::prelude::*;
+
+use super::ContentToken;
+use super::refcount::StoredForm;
+use crate::fsio::{self, TempFile};
+
+/// Bytes of input per gzip member and per read.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks compressed at once for a large file: enough for both cores, and a
+/// bound on memory (2 × this × CHUNK).
+const CHUNKS_PER_BATCH: usize = 8;
+/// libdeflate level: 6 is gzip's default ratio at about three times gzip's
+/// speed; measured in the benchmarks (issue 6) against levels 1 and 9.
+const GZIP_LEVEL: i32 = 6;
+
+thread_local! {
+    static COMPRESSOR: RefCell<libdeflater::Compressor> = RefCell::new(
+        libdeflater::Compressor::new(
+            libdeflater::CompressionLvl::new(GZIP_LEVEL).expect("valid gzip level"),
+        ),
+    );
+}
+
+/// One gzip member holding `data`.
+pub fn gzip_member(data: &[u8]) -> Vec<u8> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let mut out = vec![0; c.gzip_compress_bound(data.len())];
+        let n = c
+            .gzip_compress(data, &mut out)
+            .expect("output buffer sized by gzip_compress_bound");
+        out.truncate(n);
+        out
+    })
+}
+
+/// Compression is kept only when it saves more than about 3%: already
+/// compressed media and archives are stored as they are, which reads
+/// faster and costs no space.
+pub fn worth_compressing(plain_len: usize, compressed_len: usize) -> bool {
+    compressed_len + plain_len / 32 < plain_len
+}
+
+/// The stored form for `data` given the repository's preference, and the
+/// bytes to write.
+pub fn encode_small(data: &[u8], prefer: StoredForm) -> (StoredForm, Vec<u8>) {
+    if prefer == StoredForm::Gzip {
+        let gz = gzip_member(data);
+        if worth_compressing(data.len(), gz.len()) {
+            return (StoredForm::Gzip, gz);
+        }
+    }
+    (StoredForm::Plain, data.to_vec())
+}
+
+/// Reads up to `buf.len()` bytes, fewer only at end of file.
+pub fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Hashes a whole stream without keeping it; returns the token and length.
+pub fn hash_stream(reader: &mut impl Read) -> io::Result<(ContentToken, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = read_full(reader, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((ContentToken::from_hasher(&hasher), total))
+}
+
+/// Result of writing a large content file.
+pub struct Written {
+    pub token: ContentToken,
+    pub size: u64,
+    pub form: StoredForm,
+    pub stored_size: u64,
+    pub temp: TempFile,
+}
+
+/// Streams `reader` into a temp file in `dir`, hashing as it goes and
+/// compressing in parallel batches of independent gzip members. The caller
+/// checks the token and commits the temp file under its final name.
+pub fn write_stream(dir: &Path, reader: &mut impl Read, prefer: StoredForm) -> io::Result<Written> {
+    let mut temp = TempFile::create_in(dir)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut form = None;
+    let (mut size, mut stored_size) = (0u64, 0u64);
+    loop {
+        let batch = read_batch(reader)?;
+        if batch.is_empty() {
+            break;
+        }
+        for chunk in &batch {
+            hasher.update(chunk);
+            size += chunk.len() as u64;
+        }
+        let compress = prefer == StoredForm::Gzip && form != Some(StoredForm::Plain);
+        let encoded: Vec<Vec<u8>> = if compress {
+            batch.par_iter().map(|c| gzip_member(c)).collect()
+        } else {
+            Vec::new()
+        };
+        // The first batch decides for the whole file: media and archives
+        // that do not shrink are stored plain.
+        let chosen = *form.get_or_insert_with(|| {
+            if compress && worth_compressing(batch_len(&batch), batch_len(&encoded)) {
+                StoredForm::Gzip
+            } else {
+                StoredForm::Plain
+            }
+        });
+        let members = if chosen == StoredForm::Gzip {
+            &encoded
+        } else {
+            &batch
+        };
+        for m in members {
+            temp.write_all(m)?;
+            stored_size += m.len() as u64;
+        }
+    }
+    Ok(Written {
+        token: ContentToken::from_hasher(&hasher),
+        size,
+        form: form.unwrap_or(StoredForm::Plain),
+        stored_size,
+        temp,
+    })
+}
+
+fn batch_len(members: &[Vec<u8>]) -> usize {
+    members.iter().map(Vec::len).sum()
+}
+
+fn read_batch(reader: &mut impl Read) -> io::Result<Vec<Vec<u8>>> {
+    let mut batch = Vec::with_capacity(CHUNKS_PER_BATCH);
+    for _ in 0..CHUNKS_PER_BATCH {
+        let mut buf = vec![0; CHUNK];
+        let n = read_full(reader, &mut buf)?;
+        buf.truncate(n);
+        let last = n < CHUNK;
+        if n > 0 {
+            batch.push(buf);
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(batch)
+}
+
+/// A reader of a content file's bytes, whichever form it is stored in.
+pub enum ContentReader {
+    Plain(BufReader<File>),
+    Gzip(Box<MultiGzDecoder<BufReader<File>>>),
+}
+
+impl ContentReader {
+    pub fn new(file: File, form: StoredForm) -> ContentReader {
+        let buffered = BufReader::with_capacity(256 * 1024, file);
+        match form {
+            StoredForm::Plain => ContentReader::Plain(buffered),
+            StoredForm::Gzip => ContentReader::Gzip(Box::new(MultiGzDecoder::new(buffered))),
+        }
+    }
+}
+
+impl Read for ContentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ContentReader::Plain(r) => r.read(buf),
+            ContentReader::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+/// Writes `data` as a new content file at `final_path` (unless it exists).
+pub fn write_small(dir: &Path, final_path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = TempFile::create_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.commit(final_path)?;
+    Ok(())
+}
+
+/// Opens a file for reading without following a symlink and without
+/// blocking on a FIFO that replaced a regular file since it was listed.
+pub fn open_source(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fsio::retry_busy(|| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn small_compressible_is_gzipped() {
+        let data = b"hello hello hello hello hello hello hello hello".repeat(20);
+        let (form, bytes) = encode_small(&data, StoredForm::Gzip);
+        assert_eq!(form, StoredForm::Gzip);
+        assert_eq!(gunzip(&bytes), data);
+    }
+
+    #[test]
+    fn incompressible_is_stored_plain() {
+        let mut data = vec![0u8; 64 * 1024];
+        let mut x = 0x1234_5678u32;
+        for b in &mut data {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        let (form, bytes) = encode_small(&data, StoredForm::Gzip);
+        assert_eq!(form, StoredForm::Plain);
+        assert_eq!(bytes, data);
+        assert_eq!(encode_small(b"", StoredForm::Gzip).0, StoredForm::Plain);
+    }
+
+    #[test]
+    fn stream_writes_multi_member_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i % 251) as u8).collect();
+        let w = write_stream(dir.path(), &mut &data[..], StoredForm::Gzip).unwrap();
+        assert_eq!(w.token, ContentToken::of(&data));
+        assert_eq!(w.size, data.len() as u64);
+        let dest = dir.path().join("out.gz");
+        assert!(w.temp.commit(&dest).unwrap());
+        let stored = std::fs::read(&dest).unwrap();
+        assert_eq!(stored.len() as u64, w.stored_size);
+        assert_eq!(gunzip(&stored), data);
+    }
+}

@@ -1,0 +1,323 @@
+//! File-system helpers that keep data safe on hostile storage (DESIGN.md rule 1).
+//!
+//! Every durable file is written to a temp name in its final directory,
+//! fsynced, then renamed to a name that must not exist yet. Nothing here
+//! renames over an existing file, creates hard links or changes modes, because
+//! exFAT and SMB shares either refuse those or do them non-atomically.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+/// Prefix of every temp file the tool creates, so `check` can find leftovers.
+pub const TEMP_PREFIX: &str = "tmp.";
+
+/// How often an operation that failed with EBUSY (SMB share modes) is retried.
+const BUSY_RETRIES: u32 = 20;
+
+/// A fresh temp-file name: prefix, pid and a per-process counter, using only
+/// `[0-9a-z.]` so every file system accepts it unchanged.
+pub fn temp_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{TEMP_PREFIX}{}.{n}.{nanos:x}", std::process::id())
+}
+
+/// True for names produced by [`temp_name`].
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(TEMP_PREFIX.as_bytes())
+}
+
+/// Retries `op` while it fails with EINTR or EBUSY (SMB refuses to rename or
+/// unlink files another client holds open; such refusals are short-lived).
+pub fn retry_busy<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < BUSY_RETRIES => {
+                attempt += 1;
+                thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A file being written under a temp name; [`TempFile::commit`] makes it
+/// durable under its final name. Dropped without commit, the temp file is
+/// removed.
+pub struct TempFile {
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// Creates a new, empty temp file in `dir`.
+    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
+        let path = dir.join(temp_name());
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)?;
+        Ok(TempFile {
+            file: Some(file),
+            path,
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("temp file used after commit")
+    }
+
+    /// Flushes to stable storage and renames to `final_path`, which must not
+    /// exist. Returns `Ok(false)` (and removes the temp file) when it does.
+    pub fn commit(mut self, final_path: &Path) -> io::Result<bool> {
+        let file = self.file.take().expect("temp file committed twice");
+        sync_file(&file)?;
+        drop(file);
+        let renamed = rename_no_replace(&self.path, final_path)?;
+        if !renamed {
+            remove_file_if_exists(&self.path)?;
+        }
+        // Either way the temp file is gone; Drop must not remove anything.
+        self.path = PathBuf::new();
+        Ok(renamed)
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file().write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            self.file.take();
+            let _ = retry_busy(|| fs::remove_file(&self.path));
+        }
+    }
+}
+
+/// Writes `bytes` durably to `final_path`, which must not exist yet.
+/// Returns `Ok(false)` when it already existed (nothing is changed then).
+pub fn write_new_file(final_path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = parent_dir(final_path);
+    let mut temp = TempFile::create_in(dir)?;
+    temp.write_all(bytes)?;
+    let renamed = temp.commit(final_path)?;
+    if renamed {
+        sync_dir(dir)?;
+    }
+    Ok(renamed)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// fsync, retrying EINTR.
+pub fn sync_file(file: &File) -> io::Result<()> {
+    retry_busy(|| file.sync_all())
+}
+
+/// fsyncs a directory so a rename in it is durable. Network shares and some
+/// FUSE file systems refuse this (EINVAL/ENOTSUP); the rename is then as
+/// durable as that file system can make it, so the refusal is not an error.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let file = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) if is_unsupported(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match retry_busy(|| file.sync_all()) {
+        Err(e) if is_unsupported(&e) || e.raw_os_error() == Some(libc::EBADF) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::ENOSYS) | Some(libc::EACCES)
+    )
+}
+
+/// Renames `from` to `to` only if `to` does not exist. Returns `Ok(false)`
+/// when it exists. Uses `renameat2(RENAME_NOREPLACE)` where the file system
+/// supports it; elsewhere (FUSE, SMB) checks first and then renames, which
+/// is safe for our files because a name that exists already holds the same
+/// content (content files) or is never reused (generations, snapshots).
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    let c_from = c_path(from)?;
+    let c_to = c_path(to)?;
+    let rc = retry_busy(|| {
+        // SAFETY: both arguments are valid NUL-terminated C strings.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                c_from.as_ptr(),
+                libc::AT_FDCWD,
+                c_to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    });
+    match rc {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) if is_unsupported(&e) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Ok(false);
+            }
+            retry_busy(|| fs::rename(from, to))?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Removes a file; a file that is already gone is not an error.
+pub fn remove_file_if_exists(path: &Path) -> io::Result<()> {
+    match retry_busy(|| fs::remove_file(path)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates a directory; one that exists already is not an error.
+pub fn create_dir_if_missing(path: &Path) -> io::Result<()> {
+    match fs::create_dir(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
+/// Reads a whole small file, retrying EBUSY.
+pub fn read_small_file(path: &Path) -> io::Result<Vec<u8>> {
+    retry_busy(|| fs::read(path))
+}
+
+/// The current user's login name, for the `<user>` path component.
+pub fn user_name() -> String {
+    if let Some(name) = user_name_from_passwd() {
+        return name;
+    }
+    std::env::var("USER").unwrap_or_else(|_| format!("uid{}", unsafe { libc::geteuid() }))
+}
+
+fn user_name_from_passwd() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: buffers are valid for the given length; result is checked.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into buf and is NUL-terminated on success.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().map(str::to_owned)
+}
+
+/// This machine's host name, for the `<host>` path component and locks.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// True when a process with this pid exists on this machine.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_file_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        assert!(write_new_file(&path, b"one").unwrap());
+        assert!(!write_new_file(&path, b"two").unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| is_temp_name(n.as_bytes()))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn dropped_temp_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TempFile::create_in(dir.path()).unwrap();
+        t.write_all(b"x").unwrap();
+        drop(t);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn temp_names_are_unique_and_portable() {
+        let a = temp_name();
+        let b = temp_name();
+        assert_ne!(a, b);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || c == b'.')
+        );
+    }
+}
