@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -118,6 +119,20 @@ impl Config {
         })
     }
 
+    /// Where data goes when no location is given: `$EPYGIBUS_DATA_DIR`,
+    /// else `$XDG_DATA_HOME/epygibus`, else `~/.local/share/epygibus`.
+    pub fn default_data_dir() -> Result<PathBuf> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(dir) = var("EPYGIBUS_DATA_DIR") {
+            return Ok(PathBuf::from(dir));
+        }
+        if let Some(dir) = var("XDG_DATA_HOME") {
+            return Ok(PathBuf::from(dir).join("epygibus"));
+        }
+        let home = var("HOME").ok_or(ConfigError::NoHome)?;
+        Ok(PathBuf::from(home).join(".local/share/epygibus"))
+    }
+
     pub fn at(root: &Path) -> Config {
         Config {
             root: root.to_owned(),
@@ -205,6 +220,224 @@ impl Config {
             Err(e) => Err(io_err("write", path)(e)),
         }
     }
+}
+
+/// An archive spec: what to back up, where snapshots go, which repository
+/// holds the content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveSpec {
+    pub name: Name,
+    pub repo: Name,
+    pub snapshot_dir: PathBuf,
+    /// Absolute paths, one per line in `includes`.
+    pub includes: Vec<PathBuf>,
+    /// Globs, one per line in `excluded_dirs` / `excluded_files`.
+    pub excluded_dirs: Vec<String>,
+    pub excluded_files: Vec<String>,
+    /// New snapshots are gzip-compressed.
+    pub compress: bool,
+    pub keep_broken_soft_links: bool,
+    /// Treat a changed inode number as a changed file (off by default:
+    /// inode numbers are unstable on some NAS mounts).
+    pub compare_inodes: bool,
+}
+
+/// The list files of an archive spec, as named on disk and by `edit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFile {
+    Includes,
+    ExcludedDirs,
+    ExcludedFiles,
+}
+
+impl ListFile {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ListFile::Includes => "includes",
+            ListFile::ExcludedDirs => "excluded_dirs",
+            ListFile::ExcludedFiles => "excluded_files",
+        }
+    }
+}
+
+const ARCHIVE_SPEC_FILE: &str = "spec";
+
+impl Config {
+    fn archives_dir(&self) -> PathBuf {
+        self.root.join("archives")
+    }
+
+    pub fn archive_dir(&self, name: &Name) -> PathBuf {
+        self.archives_dir().join(name.as_str())
+    }
+
+    /// Path of one of an archive's list files.
+    pub fn archive_list_path(&self, name: &Name, list: ListFile) -> PathBuf {
+        self.archive_dir(name).join(list.file_name())
+    }
+
+    /// Names of all configured archives, sorted.
+    pub fn archive_names(&self) -> Result<Vec<Name>> {
+        list_names(&self.archives_dir())
+    }
+
+    /// Reads the spec of archive `name`.
+    pub fn archive(&self, name: &Name) -> Result<ArchiveSpec> {
+        let dir = self.archive_dir(name);
+        if !dir.is_dir() {
+            return Err(ConfigError::Unknown {
+                kind: "archive",
+                name: name.to_string(),
+                list: "la",
+            });
+        }
+        let spec_path = dir.join(ARCHIVE_SPEC_FILE);
+        let fields = read_fields(&spec_path)?;
+        let repo_name = required(&fields, "repo", &spec_path)?;
+        let repo = repo_name.parse().map_err(|_| ConfigError::Corrupt {
+            path: spec_path.clone(),
+            reason: format!("`{repo_name}` is not a valid repository name"),
+        })?;
+        let includes = self
+            .read_list(name, ListFile::Includes)?
+            .into_iter()
+            .map(|line| PathBuf::from(std::ffi::OsString::from_vec(line)))
+            .collect();
+        Ok(ArchiveSpec {
+            name: name.clone(),
+            repo,
+            snapshot_dir: PathBuf::from(required(&fields, "snapshot_dir", &spec_path)?),
+            includes,
+            excluded_dirs: self.read_text_list(name, ListFile::ExcludedDirs)?,
+            excluded_files: self.read_text_list(name, ListFile::ExcludedFiles)?,
+            compress: flag(&fields, "compress", true, &spec_path)?,
+            keep_broken_soft_links: flag(&fields, "keep_broken_soft_links", false, &spec_path)?,
+            compare_inodes: flag(&fields, "compare_inodes", false, &spec_path)?,
+        })
+    }
+
+    /// Lines of a list file (blank lines and `#` comments skipped). A
+    /// missing file is an empty list.
+    pub fn read_list(&self, name: &Name, list: ListFile) -> Result<Vec<Vec<u8>>> {
+        let path = self.archive_list_path(name, list);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        Ok(parse_list(&bytes))
+    }
+
+    fn read_text_list(&self, name: &Name, list: ListFile) -> Result<Vec<String>> {
+        let path = self.archive_list_path(name, list);
+        self.read_list(name, list)?
+            .into_iter()
+            .map(|line| {
+                String::from_utf8(line).map_err(|_| ConfigError::Corrupt {
+                    path: path.clone(),
+                    reason: "a glob is not UTF-8 text".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records a new archive spec; fails if the name is taken. Built in a
+    /// temp directory and renamed, so a failure leaves nothing behind.
+    pub fn add_archive(&self, spec: &ArchiveSpec) -> Result<()> {
+        let parent = self.archives_dir();
+        fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+        let dir = self.archive_dir(&spec.name);
+        let taken = || ConfigError::Taken {
+            kind: "archive",
+            name: spec.name.to_string(),
+            path: dir.clone(),
+        };
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Err(taken());
+        }
+        let temp = parent.join(fsio::temp_name());
+        fs::create_dir(&temp).map_err(io_err("create directory", &temp))?;
+        let written = write_archive_files(&temp, spec);
+        let placed = written.and_then(|()| match fsio::rename_no_replace(&temp, &dir) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(taken()),
+            Err(e) => Err(io_err("create", &dir)(e)),
+        });
+        if placed.is_err() {
+            let _ = fs::remove_dir_all(&temp);
+        }
+        placed
+    }
+
+    /// Removes an archive spec (used to undo a failed `new`).
+    pub fn remove_archive(&self, name: &Name) -> Result<()> {
+        let dir = self.archive_dir(name);
+        fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+    }
+}
+
+fn write_archive_files(dir: &Path, spec: &ArchiveSpec) -> Result<()> {
+    let text = format!(
+        "# epygibus archive `{}`\n\
+         repo = {}\n\
+         snapshot_dir = {}\n\
+         compress = {}\n\
+         keep_broken_soft_links = {}\n\
+         compare_inodes = {}\n",
+        spec.name,
+        spec.repo,
+        spec.snapshot_dir.display(),
+        spec.compress,
+        spec.keep_broken_soft_links,
+        spec.compare_inodes
+    );
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        fsio::write_new_file(&path, bytes)
+            .map(|_| ())
+            .map_err(io_err("write", &path))
+    };
+    write(ARCHIVE_SPEC_FILE, text.as_bytes())?;
+    let mut includes = b"# one absolute path per line\n".to_vec();
+    for p in &spec.includes {
+        includes.extend_from_slice(p.as_os_str().as_bytes());
+        includes.push(b'\n');
+    }
+    write(ListFile::Includes.file_name(), &includes)?;
+    let globs = |header: &str, list: &[String]| {
+        let mut text = format!("# {header}, one glob per line\n");
+        for g in list {
+            text.push_str(g);
+            text.push('\n');
+        }
+        text
+    };
+    write(
+        ListFile::ExcludedDirs.file_name(),
+        globs("directories to leave out", &spec.excluded_dirs).as_bytes(),
+    )?;
+    write(
+        ListFile::ExcludedFiles.file_name(),
+        globs("files to leave out", &spec.excluded_files).as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Lines of a list file, without blank lines, `#` comments and trailing
+/// `\r` or spaces.
+pub fn parse_list(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let end = line
+                .iter()
+                .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .map_or(0, |i| i + 1);
+            &line[..end]
+        })
+        .filter(|line| !line.is_empty() && !line.starts_with(b"#"))
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Names of the entries of `dir` that are valid names (a missing directory
@@ -324,6 +557,43 @@ mod tests {
         assert_eq!(f["b"], "two words");
         assert!(parse_fields("a = 1\na = 2\n", p).is_err());
         assert!(parse_fields("junk\n", p).is_err());
+    }
+
+    #[test]
+    fn archive_spec_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = Config::at(tmp.path());
+        let spec = ArchiveSpec {
+            name: "docs".parse().unwrap(),
+            repo: "home".parse().unwrap(),
+            snapshot_dir: PathBuf::from("/mnt/nas/epygibus.d/snapshots/h/u/docs"),
+            includes: vec![PathBuf::from("/home/u/docs"), PathBuf::from("/etc/a b")],
+            excluded_dirs: vec![".cache".into()],
+            excluded_files: vec!["*.o".into(), "*~".into()],
+            compress: false,
+            keep_broken_soft_links: true,
+            compare_inodes: false,
+        };
+        cfg.add_archive(&spec).unwrap();
+        assert_eq!(cfg.archive(&spec.name).unwrap(), spec);
+        assert!(matches!(
+            cfg.add_archive(&spec),
+            Err(ConfigError::Taken { .. })
+        ));
+        assert_eq!(cfg.archive_names().unwrap(), vec![spec.name.clone()]);
+        let other: Name = "nope".parse().unwrap();
+        assert!(matches!(
+            cfg.archive(&other),
+            Err(ConfigError::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn list_files_skip_comments_and_blanks() {
+        assert_eq!(
+            parse_list(b"# c\n/a\r\n\n  \n/b c \n"),
+            vec![b"/a".to_vec(), b"/b c".to_vec()]
+        );
     }
 
     #[test]

@@ -225,6 +225,32 @@ pub fn create_dir_if_missing(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Creates `dir` and its missing parents; returns those it created,
+/// outermost first, so a failed caller can remove them again.
+pub fn create_dir_chain(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+    missing.reverse();
+    let mut created = Vec::new();
+    for p in missing {
+        if let Err(e) = create_dir_if_missing(p) {
+            remove_dir_chain(&created);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("could not create directory {}: {e}", p.display()),
+            ));
+        }
+        created.push(p.to_owned());
+    }
+    Ok(created)
+}
+
+/// Removes directories made by [`create_dir_chain`] if they are empty.
+pub fn remove_dir_chain(created: &[PathBuf]) {
+    for p in created.iter().rev() {
+        let _ = fs::remove_dir(p);
+    }
+}
+
 /// Reads a whole small file, retrying EBUSY.
 pub fn read_small_file(path: &Path) -> io::Result<Vec<u8>> {
     retry_busy(|| fs::read(path))
@@ -282,9 +308,44 @@ pub fn process_alive(pid: u32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// `to` relative to directory `from` (both absolute and clean), e.g.
+/// `/m/e/snapshots/h/u/a` to `/m/e/repos/u/r` is `../../../../repos/u/r`.
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to_parts: Vec<_> = to.components().collect();
+    let common = from
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for c in &to_parts[common..] {
+        rel.push(c);
+    }
+    rel
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative_path(
+                Path::new("/m/e/snapshots/h/u/a"),
+                Path::new("/m/e/repos/u/r")
+            ),
+            Path::new("../../../../repos/u/r")
+        );
+        assert_eq!(
+            relative_path(Path::new("/a"), Path::new("/a/b")),
+            Path::new("b")
+        );
+    }
 
     #[test]
     fn write_new_file_never_replaces() {

@@ -10,4 +10,5 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod fsio;
+pub mod setup;
 pub mod snapshot;

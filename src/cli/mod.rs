@@ -2,9 +2,12 @@
 //! names to specs here and call the library; no file-system logic lives in
 //! this module.
 
+mod archive;
+mod backup;
 mod output;
 mod repo;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -53,6 +56,41 @@ enum Command {
     /// Example: epygibus new_repo --location=/mnt/nas home
     #[command(name = "new_repo", alias = "new-repo")]
     NewRepo(repo::NewRepoArgs),
+    /// Create a snapshot archive: what to back up and where snapshots go.
+    ///
+    /// Example: epygibus new -A docs -I ~/Documents -Xd .cache -Xf '*.tmp' -R home --location=/mnt/nas
+    New(archive::NewArgs),
+    /// Edit an archive's includes or exclude globs in $EDITOR (default vi).
+    ///
+    /// The result is checked before it replaces the old list.
+    ///
+    /// Example: epygibus edit --includes -A docs
+    Edit(archive::EditArgs),
+    /// List the configured archives.
+    ///
+    /// Example: epygibus la
+    #[command(name = "la")]
+    ListArchives(archive::ListArchivesArgs),
+    /// Show an archive's spec and its snapshots with their statistics.
+    ///
+    /// Example: epygibus show -A docs
+    Show(archive::ArchiveArg),
+    /// Back up: take a snapshot of each archive given, in order.
+    ///
+    /// Files whose size and times are unchanged since the previous snapshot
+    /// are not read again. Exit status 3 means the snapshot was written but
+    /// some files could not be backed up (they are listed on stderr).
+    ///
+    /// Example: epygibus bu --stats -A docs -A photos
+    Bu(backup::BuArgs),
+    /// List an archive's snapshots, oldest first (`**`: compressed).
+    ///
+    /// Example: epygibus lss --build-stats -A docs
+    Lss(backup::LssArgs),
+    /// Delete a snapshot (the oldest by default) and release its content.
+    ///
+    /// Example: epygibus del -A docs --back=-1
+    Del(backup::DelArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -72,12 +110,14 @@ enum Command {
     ///
     /// Example: epygibus prune -R home
     Prune(repo::RepoArg),
-    /// Compress (or with -U uncompress) every content file of a repository.
+    /// Compress (or with -U uncompress) a repository's content files or one
+    /// snapshot file.
     ///
-    /// Content that does not shrink stays uncompressed; reads work the same
-    /// before, during and after.
+    /// With -R every content file of the repository is converted (content
+    /// that does not shrink stays uncompressed); with -A one snapshot file.
+    /// Reads work the same before, during and after.
     ///
-    /// Example: epygibus compress -R home
+    /// Examples: epygibus compress -R home; epygibus compress -U -A docs --back 1
     Compress(repo::CompressArgs),
     /// Remove a repository lock that a crashed run or another machine left.
     ///
@@ -112,7 +152,7 @@ impl Context {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(seed_spellings(std::env::args_os()));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -136,7 +176,43 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(a) => repo::prune(&ctx, a, &command_line),
         Command::Compress(a) => repo::compress(&ctx, a, &command_line),
         Command::Unlock(a) => repo::unlock(&ctx, a),
+        Command::New(a) => archive::new(&ctx, a),
+        Command::Edit(a) => archive::edit(&ctx, a),
+        Command::ListArchives(a) => archive::list_archives(&ctx, a),
+        Command::Show(a) => archive::show(&ctx, a),
+        Command::Bu(a) => backup::bu(&ctx, a, &command_line),
+        Command::Lss(a) => backup::lss(&ctx, a),
+        Command::Del(a) => backup::del(&ctx, a, &command_line),
     }
+}
+
+/// Accepts the original's two-letter short options `-Xd GLOB` and
+/// `-Xf GLOB` (clap short options are one letter) by spelling them long.
+fn seed_spellings(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut options_ended = false;
+    for arg in args {
+        let text = arg.to_str().unwrap_or("");
+        let long = match text {
+            _ if options_ended => None,
+            "--" => {
+                options_ended = true;
+                None
+            }
+            t if t.starts_with("-Xd") => Some(("--exclude-dirs-matching", &t[3..])),
+            t if t.starts_with("-Xf") => Some(("--exclude-files-matching", &t[3..])),
+            _ => None,
+        };
+        match long {
+            Some((name, "")) => out.push(OsString::from(name)),
+            Some((name, rest)) => {
+                let value = rest.strip_prefix('=').unwrap_or(rest);
+                out.push(OsString::from(format!("{name}={value}")));
+            }
+            None => out.push(arg),
+        }
+    }
+    out
 }
 
 /// The command as typed, for lock files (so others see who holds a lock).
@@ -152,6 +228,25 @@ fn command_line() -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn seed_short_excludes_are_accepted() {
+        let args = ["epygibus", "new", "-Xd", ".cache", "-Xf=*.o", "--", "-Xd"];
+        let out = seed_spellings(args.iter().map(OsString::from));
+        let out: Vec<_> = out.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            out,
+            [
+                "epygibus",
+                "new",
+                "--exclude-dirs-matching",
+                ".cache",
+                "--exclude-files-matching=*.o",
+                "--",
+                "-Xd"
+            ]
+        );
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -45,7 +45,7 @@ impl Table {
         }
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate().take(cols) {
-                numeric[i] &= cell.starts_with(|c: char| c.is_ascii_digit());
+                numeric[i] &= looks_numeric(cell);
             }
         }
         let mut out = String::new();
@@ -71,6 +71,16 @@ impl Table {
     }
 }
 
+/// A count, a size (`1.5 MiB`) or a duration (`0.2s`): right-aligned.
+fn looks_numeric(cell: &str) -> bool {
+    let number = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "B", "s"]
+        .iter()
+        .find_map(|unit| cell.strip_suffix(unit))
+        .unwrap_or(cell)
+        .trim_end();
+    !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +91,16 @@ mod tests {
         assert_eq!(size(1023), "1023 B");
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn numeric_cells() {
+        for yes in ["10", "1.5 MiB", "0 B", "0.2s"] {
+            assert!(looks_numeric(yes), "{yes}");
+        }
+        for no in ["2026-11-27-08-57-22", "home", "", "1m 02s"] {
+            assert!(!looks_numeric(no), "{no}");
+        }
     }
 
     #[test]

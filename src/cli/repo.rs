@@ -1,17 +1,16 @@
 //! Repository commands: new_repo, lr, repo_stats, list_content_items,
 //! prune, compress -R, unlock.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 
 use super::output::{Table, size};
 use super::{Context, EXIT_OK};
-use crate::config::{Name, RepoSpec};
+use crate::config::Name;
 use crate::content::{Access, RepoLock, Repository, StoredForm};
-use crate::fsio;
+use crate::setup;
 
 #[derive(Args, Debug)]
 pub struct NewRepoArgs {
@@ -37,10 +36,23 @@ pub struct RepoArg {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["repo", "archive"])))]
 pub struct CompressArgs {
-    /// Repository whose content files to convert.
+    /// Repository whose content files to convert, all of them.
     #[arg(short = 'R', long = "repo", value_name = "NAME")]
-    repo: String,
+    repo: Option<String>,
+    /// Archive whose snapshot file to convert (see --back).
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    archive: Option<String>,
+    /// With -A: which snapshot, N back from the newest (default 0, the
+    /// newest), or negative from the oldest (-1 = oldest).
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        requires = "archive"
+    )]
+    back: Option<i64>,
     /// Uncompress instead of compress.
     #[arg(short = 'U', long = "uncompress")]
     uncompress: bool,
@@ -48,80 +60,20 @@ pub struct CompressArgs {
 
 pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
     let name: Name = args.name.parse()?;
-    let spec_path = ctx.config.repo_spec_path(&name);
-    if spec_path.exists() {
-        bail!(
-            "a repository named `{name}` already exists ({})",
-            spec_path.display()
-        );
-    }
-    let location = checked_location(&args.location)?;
-    let user: Name = fsio::user_name()
-        .parse()
-        .context("your user name cannot be used as a directory name")?;
-    let parent = location
-        .join("epygibus.d")
-        .join("repos")
-        .join(user.as_str());
-    let created = create_dirs(&parent)?;
-    let dir = parent.join(name.as_str());
-    let result = Repository::create(&dir, !args.uncompressed)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            let spec = RepoSpec {
-                name: name.clone(),
-                path: dir.clone(),
-            };
-            ctx.config.add_repo(&spec).map_err(|e| {
-                let _ = fs::remove_dir_all(&dir);
-                anyhow::Error::from(e)
-            })
-        });
-    if let Err(e) = result {
-        remove_empty_dirs(&created);
-        return Err(e);
-    }
+    let spec = setup::create_repository(&ctx.config, &name, &args.location, !args.uncompressed)?;
     let mode = if args.uncompressed {
         "uncompressed"
     } else {
         "gzip-compressed"
     };
-    println!("Created repository `{name}` at {} ({mode}).", dir.display());
+    println!(
+        "Created repository `{name}` at {} ({mode}).",
+        spec.path.display()
+    );
     Ok(EXIT_OK)
 }
 
-/// The location as an absolute directory path, or an error saying why not.
-fn checked_location(location: &Path) -> anyhow::Result<PathBuf> {
-    let meta = fs::metadata(location)
-        .with_context(|| format!("location {} cannot be used", location.display()))?;
-    if !meta.is_dir() {
-        bail!("location {} is not a directory", location.display());
-    }
-    Ok(fs::canonicalize(location)?)
-}
-
-/// Creates `dir` and missing parents; returns those it created, deepest last.
-fn create_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
-    missing.reverse();
-    let mut created = Vec::new();
-    for p in missing {
-        if let Err(e) = fsio::create_dir_if_missing(p) {
-            remove_empty_dirs(&created);
-            bail!("could not create directory {}: {e}", p.display());
-        }
-        created.push(p.to_owned());
-    }
-    Ok(created)
-}
-
-fn remove_empty_dirs(created: &[PathBuf]) {
-    for p in created.iter().rev() {
-        let _ = fs::remove_dir(p);
-    }
-}
-
-fn open_repo(ctx: &Context, name: &str, access: Access) -> anyhow::Result<(Name, Repository)> {
+pub fn open_repo(ctx: &Context, name: &str, access: Access) -> anyhow::Result<(Name, Repository)> {
     let name: Name = name.parse()?;
     let spec = ctx.config.repo(&name)?;
     let repo = Repository::open(&spec.path, access)?;
@@ -205,11 +157,19 @@ pub fn prune(ctx: &Context, args: RepoArg, command: &str) -> anyhow::Result<u8> 
 }
 
 pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Result<u8> {
+    let repo_name = match (&args.repo, &args.archive) {
+        (Some(r), _) => r,
+        (None, Some(a)) => {
+            let back = args.back.unwrap_or(0);
+            return super::backup::compress_snapshot(ctx, a, back, args.uncompress, command);
+        }
+        (None, None) => unreachable!("clap requires -R or -A"),
+    };
     let access = Access::Locked {
         command,
         wait: ctx.lock_wait(),
     };
-    let (_, repo) = open_repo(ctx, &args.repo, access)?;
+    let (_, repo) = open_repo(ctx, repo_name, access)?;
     let target = if args.uncompress {
         StoredForm::Plain
     } else {

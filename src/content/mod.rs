@@ -67,6 +67,10 @@ pub enum ContentError {
     DamagedContent { path: PathBuf },
     #[error("{0} changed while it was being read")]
     ChangedWhileReading(PathBuf),
+    /// The file to back up could not be opened or read (vanished,
+    /// unreadable); the repository is fine.
+    #[error("could not read {path}: {err}")]
+    Source { path: PathBuf, err: io::Error },
     #[error("{0} is not a regular file")]
     NotRegularFile(PathBuf),
     #[error(
@@ -75,6 +79,26 @@ pub enum ContentError {
     IndexConflict(PathBuf),
     #[error("{0} already exists")]
     AlreadyExists(PathBuf),
+}
+
+impl ContentError {
+    /// True when the fault is in the file being stored, not the repository:
+    /// a backup reports and skips such files and goes on.
+    pub fn is_source_problem(&self) -> bool {
+        matches!(
+            self,
+            ContentError::Source { .. }
+                | ContentError::ChangedWhileReading(_)
+                | ContentError::NotRegularFile(_)
+        )
+    }
+}
+
+fn source_err(path: &Path) -> impl FnOnce(io::Error) -> ContentError + '_ {
+    move |err| ContentError::Source {
+        path: path.to_owned(),
+        err,
+    }
 }
 
 pub type Result<T, E = ContentError> = std::result::Result<T, E>;
@@ -245,8 +269,8 @@ impl Repository {
     /// Stores the content of the regular file at `path` (once per distinct
     /// content) and counts one more reference to it.
     pub fn store_contents(&self, path: &Path) -> Result<ContentToken> {
-        let mut file = store::open_source(path).map_err(io_err("open", path))?;
-        let meta = file.metadata().map_err(io_err("stat", path))?;
+        let mut file = store::open_source(path).map_err(source_err(path))?;
+        let meta = file.metadata().map_err(source_err(path))?;
         if !meta.is_file() {
             return Err(ContentError::NotRegularFile(path.to_owned()));
         }
@@ -256,7 +280,7 @@ impl Repository {
             (&mut file)
                 .take(store::CHUNK as u64 + 1)
                 .read_to_end(&mut data)
-                .map_err(io_err("read", path))?;
+                .map_err(source_err(path))?;
             if data.len() as u64 != expected {
                 return Err(ContentError::ChangedWhileReading(path.to_owned()));
             }
@@ -282,18 +306,21 @@ impl Repository {
     /// the repository lacks them: a touched but unchanged video is never
     /// sent to the NAS again.
     fn store_large(&self, path: &Path, file: &mut File, expected: u64) -> Result<ContentToken> {
-        let (token, size) = store::hash_stream(file).map_err(io_err("read", path))?;
+        let (token, size) = store::hash_stream(file).map_err(source_err(path))?;
         if size != expected {
             return Err(ContentError::ChangedWhileReading(path.to_owned()));
         }
         if self.add_reference_if_present(&token)? {
             return Ok(token);
         }
-        file.seek(SeekFrom::Start(0))
-            .map_err(io_err("read", path))?;
+        file.seek(SeekFrom::Start(0)).map_err(source_err(path))?;
         let dir = self.fan_out_dir(&token);
-        let written = store::write_stream(&dir, file, self.prefer)
-            .map_err(io_err("write content of", path))?;
+        let mut reader = store::TrackedReader::new(file);
+        let written = match store::write_stream(&dir, &mut reader, self.prefer) {
+            Ok(w) => w,
+            Err(err) if reader.failed() => return Err(source_err(path)(err)),
+            Err(err) => return Err(io_err("write content into", &dir)(err)),
+        };
         if written.token != token || written.size != expected {
             return Err(ContentError::ChangedWhileReading(path.to_owned()));
         }
@@ -625,6 +652,21 @@ impl Repository {
     /// Snapshot directories registered as users of this repository.
     pub fn registry_dir(&self) -> PathBuf {
         self.dir.join(REGISTRY_DIR)
+    }
+
+    /// Records that snapshots in `snapshot_dir` use this repository, so
+    /// prune and check can consult every snapshot, from any host. `id` names
+    /// the user (host, user and archive); the file holds the directory,
+    /// absolutely and relative to the repository.
+    pub fn register_user(&self, id: &str, snapshot_dir: &Path) -> Result<()> {
+        let path = self.registry_dir().join(id);
+        let text = format!(
+            "snapshot_dir = {}\nrelative = {}\n",
+            snapshot_dir.display(),
+            fsio::relative_path(&self.dir, snapshot_dir).display()
+        );
+        fsio::write_new_file(&path, text.as_bytes()).map_err(io_err("write", &path))?;
+        Ok(())
     }
 
     /// The lock file's path (for `unlock`).

@@ -176,6 +176,34 @@ fn read_batch(reader: &mut impl Read) -> io::Result<Vec<Vec<u8>>> {
     Ok(batch)
 }
 
+/// A reader that remembers whether it failed, so a caller can tell a
+/// source read error from a repository write error.
+pub struct TrackedReader<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> TrackedReader<R> {
+    pub fn new(inner: R) -> Self {
+        TrackedReader {
+            inner,
+            failed: false,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+}
+
+impl<R: Read> Read for TrackedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.failed |= r.is_err();
+        r
+    }
+}
+
 /// A reader of a content file's bytes, whichever form it is stored in.
 pub enum ContentReader {
     Plain(BufReader<File>),

@@ -18,7 +18,7 @@ pub struct BadToken(pub String);
 impl ContentToken {
     pub const LEN: usize = 32;
 
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         ContentToken(bytes)
     }
 

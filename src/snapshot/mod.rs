@@ -1,3 +1,281 @@
 //! Snapshot archives: per archive, a series of snapshot files each
 //! describing a whole backed-up tree. Content is reached only through
-//! [`crate::content::Repository`].
+//! [`crate::content::Repository`]; this module never builds a path to a
+//! content file.
+
+pub mod change;
+pub mod exclude;
+pub mod format;
+pub mod generate;
+pub mod model;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::clock::now_nanos;
+use crate::config::ArchiveSpec;
+use crate::content::{ContentError, ContentToken, Repository};
+use crate::fsio;
+use exclude::{BadGlob, Excludes};
+use format::{BuildStats, Header, RepoRef, Snapshot, SnapshotError, SnapshotName};
+use generate::{BackupPlan, Problem};
+
+/// Errors of archive operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Glob(#[from] BadGlob),
+    #[error("archive has no snapshots in {0}")]
+    NoSnapshots(PathBuf),
+    #[error(
+        "--back {back} is out of range: the archive has {count} snapshot(s), so use 0..{max} (newest first) or -1..-{count} (oldest first)",
+        max = .count.saturating_sub(1)
+    )]
+    BackOutOfRange { back: i64, count: usize },
+    #[error(
+        "refusing to delete the only snapshot of the archive; add --remove-last-ok to delete it anyway"
+    )]
+    OnlySnapshot,
+}
+
+type Result<T, E = ArchiveError> = std::result::Result<T, E>;
+
+/// The snapshots of an archive, oldest first.
+pub fn snapshots(spec: &ArchiveSpec) -> Result<Vec<SnapshotName>> {
+    Ok(format::list_snapshots(&spec.snapshot_dir)?)
+}
+
+/// Picks a snapshot: `back` ≥ 0 counts from the newest (0 = newest),
+/// negative counts from the oldest (-1 = oldest).
+pub fn select(names: &[SnapshotName], back: i64, dir: &Path) -> Result<SnapshotName> {
+    if names.is_empty() {
+        return Err(ArchiveError::NoSnapshots(dir.to_owned()));
+    }
+    let count = names.len();
+    let index = if back >= 0 {
+        (count as i64 - 1).checked_sub(back)
+    } else {
+        back.checked_neg().map(|b| b - 1)
+    };
+    match index {
+        Some(i) if (0..count as i64).contains(&i) => Ok(names[i as usize]),
+        _ => Err(ArchiveError::BackOutOfRange { back, count }),
+    }
+}
+
+/// Options of one backup run.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupOptions {
+    pub compress: bool,
+    pub force_read: bool,
+}
+
+/// What a backup did.
+pub struct BackupReport {
+    pub name: SnapshotName,
+    pub header: Header,
+    pub problems: Vec<Problem>,
+    /// Why the previous snapshot could not be used for change detection.
+    pub previous_unusable: Option<String>,
+    pub size_on_disk: u64,
+}
+
+/// Takes a snapshot of the archive. Content is stored and its counts made
+/// durable before the snapshot file is written (DESIGN.md rule 2), so a
+/// crash leaves counts too high, never too low.
+pub fn backup(
+    spec: &ArchiveSpec,
+    repo: &Repository,
+    options: BackupOptions,
+) -> Result<BackupReport> {
+    let began = Instant::now();
+    let started_ns = now_nanos() as i64;
+    let excludes = Excludes::new(&spec.excluded_dirs, &spec.excluded_files)?;
+    let existing = snapshots(spec)?;
+    let (previous, previous_unusable) = match existing.last() {
+        Some(name) => match format::read_snapshot(&spec.snapshot_dir, name) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, None),
+    };
+    let plan = BackupPlan {
+        includes: &spec.includes,
+        excludes: &excludes,
+        keep_broken_soft_links: spec.keep_broken_soft_links,
+        compare_inodes: spec.compare_inodes,
+        force_read: options.force_read,
+    };
+    let prev = previous.as_ref().map(|s| (&s.root, s.header.started_ns));
+    let built = generate::build_tree(repo, &plan, prev)?;
+    drop(previous);
+    let write_began = Instant::now();
+    repo.commit()?;
+    let session = &repo.session;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let skipped = built
+        .problems
+        .iter()
+        .filter(|p| p.kind != generate::ProblemKind::BrokenLink)
+        .count() as u64;
+    let mut header = Header {
+        archive: spec.name.to_string(),
+        host: fsio::host_name(),
+        user: fsio::user_name(),
+        started_ns,
+        finished_ns: 0,
+        repo: repo_ref(spec, repo),
+        includes: spec
+            .includes
+            .iter()
+            .map(|p| serde_bytes::ByteBuf::from(path_bytes(p)))
+            .collect(),
+        stats: BuildStats {
+            counts: built.root.counts(),
+            new_items: load(&session.new_items),
+            new_content_bytes: load(&session.new_content_bytes),
+            new_stored_bytes: load(&session.new_stored_bytes),
+            files_read: built.files_read,
+            skipped,
+            walk_secs: built.walk_secs,
+            store_secs: built.store_secs,
+            write_secs: 0.0,
+            elapsed_secs: 0.0,
+        },
+    };
+    header.finished_ns = now_nanos() as i64;
+    header.stats.write_secs = write_began.elapsed().as_secs_f64();
+    header.stats.elapsed_secs = began.elapsed().as_secs_f64();
+    let snapshot = Snapshot {
+        header,
+        root: built.root,
+    };
+    let name = format::write_snapshot(&spec.snapshot_dir, &snapshot, options.compress)?;
+    Ok(BackupReport {
+        name,
+        size_on_disk: format::file_size(&spec.snapshot_dir, &name),
+        header: snapshot.header,
+        problems: built.problems,
+        previous_unusable,
+    })
+}
+
+fn path_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+/// Where the repository is, absolutely and relative to the snapshot
+/// directory (for the rescue when the configuration is lost).
+fn repo_ref(spec: &ArchiveSpec, repo: &Repository) -> RepoRef {
+    RepoRef {
+        name: spec.repo.to_string(),
+        path: path_bytes(repo.dir()),
+        relative: path_bytes(&fsio::relative_path(&spec.snapshot_dir, repo.dir())),
+    }
+}
+
+/// What deleting a snapshot released.
+pub struct DeleteReport {
+    pub name: SnapshotName,
+    pub released: usize,
+}
+
+/// Deletes one snapshot: the file goes first, then its references are
+/// released and the lower counts saved (DESIGN.md rule 2).
+pub fn delete(spec: &ArchiveSpec, repo: &Repository, name: &SnapshotName) -> Result<DeleteReport> {
+    let snapshot = format::read_snapshot(&spec.snapshot_dir, name)?;
+    let tokens = snapshot.root.tokens();
+    format::remove_snapshot(&spec.snapshot_dir, name)?;
+    repo.release_contents(&tokens);
+    repo.commit()?;
+    Ok(DeleteReport {
+        name: *name,
+        released: tokens.len(),
+    })
+}
+
+/// Storage statistics of one snapshot (`lss --storage_stats`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StorageStats {
+    /// Size of the snapshot file.
+    pub occupies: u64,
+    pub files: u64,
+    pub links: u64,
+    /// Bytes of content the snapshot describes.
+    pub holds: u64,
+    /// Distinct content items it uses.
+    pub content_items: u64,
+    /// Stored bytes of those items.
+    pub stored_bytes: u64,
+    /// Its share of the stored bytes: each item's stored size divided
+    /// among all references to it.
+    pub share: f64,
+}
+
+pub fn storage_stats(
+    spec: &ArchiveSpec,
+    name: &SnapshotName,
+    repo: &Repository,
+) -> Result<StorageStats> {
+    let snapshot = format::read_snapshot(&spec.snapshot_dir, name)?;
+    let counts = snapshot.root.counts();
+    let mut stats = StorageStats {
+        occupies: format::file_size(&spec.snapshot_dir, name),
+        files: counts.files,
+        links: counts.links,
+        holds: counts.content_bytes,
+        ..StorageStats::default()
+    };
+    let mut seen: HashSet<ContentToken> = HashSet::new();
+    for token in snapshot.root.tokens() {
+        let Some((stored, refs)) = repo.content_storage_stats(&token) else {
+            continue;
+        };
+        if seen.insert(token) {
+            stats.content_items += 1;
+            stats.stored_bytes += stored;
+        }
+        stats.share += stored as f64 / refs.max(1) as f64;
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<SnapshotName> {
+        (0..n as i64)
+            .map(|secs| SnapshotName {
+                secs,
+                compressed: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn back_selects_from_either_end() {
+        let n = names(3);
+        let d = Path::new("/d");
+        assert_eq!(select(&n, 0, d).unwrap().secs, 2);
+        assert_eq!(select(&n, 2, d).unwrap().secs, 0);
+        assert_eq!(select(&n, -1, d).unwrap().secs, 0);
+        assert_eq!(select(&n, -3, d).unwrap().secs, 2);
+        for bad in [3, -4, i64::MAX, i64::MIN] {
+            assert!(matches!(
+                select(&n, bad, d),
+                Err(ArchiveError::BackOutOfRange { .. })
+            ));
+        }
+        assert!(matches!(
+            select(&[], 0, d),
+            Err(ArchiveError::NoSnapshots(_))
+        ));
+    }
+}

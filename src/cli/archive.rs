@@ -1,0 +1,319 @@
+//! Archive set-up commands: new, edit, la, show.
+
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::process::Command as Process;
+
+use anyhow::{Context as _, bail};
+use clap::{ArgGroup, Args};
+
+use super::output::{Table, size};
+use super::{Context, EXIT_OK};
+use crate::clock::human_duration;
+use crate::config::{ArchiveSpec, Config, ListFile, Name, parse_list};
+use crate::setup::{self, NewArchive};
+use crate::snapshot::exclude::Excludes;
+use crate::snapshot::{self, format};
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// Name of the new archive (letters, digits, `.`, `_`, `-`).
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    archive: String,
+    /// File or directory to back up (repeat for more). A symlink is backed
+    /// up together with its target.
+    #[arg(short = 'I', long = "include", value_name = "PATH", required = true)]
+    includes: Vec<PathBuf>,
+    /// Repository for the content (default: `default`, created on first use).
+    #[arg(short = 'R', long = "repo", value_name = "NAME")]
+    repo: Option<String>,
+    /// Directory to hold the snapshots (default: the data directory,
+    /// $EPYGIBUS_DATA_DIR or ~/.local/share/epygibus).
+    #[arg(long, short = 'L', value_name = "DIR")]
+    location: Option<PathBuf>,
+    /// Leave out directories matching GLOB (`-Xd GLOB`; repeatable). A glob
+    /// without `/` matches names at any depth, one with `/` absolute paths.
+    #[arg(
+        long = "exclude-dirs-matching",
+        alias = "exclude_dirs_matching",
+        value_name = "GLOB"
+    )]
+    exclude_dirs: Vec<String>,
+    /// Leave out files and symlinks matching GLOB (`-Xf GLOB`; repeatable).
+    #[arg(
+        long = "exclude-files-matching",
+        alias = "exclude_files_matching",
+        value_name = "GLOB"
+    )]
+    exclude_files: Vec<String>,
+    /// Keep broken symlinks in snapshots instead of skipping them.
+    #[arg(long = "keep-broken-soft-links", alias = "keep_broken_soft_links")]
+    keep_broken: bool,
+    /// Write snapshots uncompressed by default.
+    #[arg(short = 'U', long = "uncompressed")]
+    uncompressed: bool,
+    /// Treat a file whose inode number changed as changed (leave off on
+    /// NAS mounts whose inode numbers are not stable).
+    #[arg(long = "compare-inodes", alias = "compare_inodes")]
+    compare_inodes: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("list").required(true).args(["includes", "excluded_dirs", "excluded_files"])))]
+pub struct EditArgs {
+    /// Edit the paths to back up.
+    #[arg(long)]
+    includes: bool,
+    /// Edit the globs of directories to leave out.
+    #[arg(long = "excluded-dirs", alias = "excluded_dirs")]
+    excluded_dirs: bool,
+    /// Edit the globs of files to leave out.
+    #[arg(long = "excluded-files", alias = "excluded_files")]
+    excluded_files: bool,
+    /// Archive to edit.
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    archive: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArchivesArgs {}
+
+#[derive(Args, Debug)]
+pub struct ArchiveArg {
+    /// Archive name (see `epygibus la`).
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    pub archive: String,
+}
+
+/// Reads an archive's spec by name.
+pub fn archive_spec(config: &Config, name: &str) -> anyhow::Result<ArchiveSpec> {
+    let name: Name = name.parse()?;
+    Ok(config.archive(&name)?)
+}
+
+pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
+    let name: Name = args.archive.parse()?;
+    let repo = match &args.repo {
+        Some(r) => ctx.config.repo(&r.parse()?)?,
+        None => {
+            let (spec, created) = setup::default_repository(&ctx.config)?;
+            if created {
+                println!(
+                    "Created repository `{}` at {} for content.",
+                    spec.name,
+                    spec.path.display()
+                );
+            }
+            spec
+        }
+    };
+    let location = match args.location {
+        Some(l) => l,
+        None => {
+            let dir = crate::config::Config::default_data_dir()?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
+            dir
+        }
+    };
+    let spec = setup::create_archive(
+        &ctx.config,
+        NewArchive {
+            name,
+            repo,
+            location,
+            includes: args.includes,
+            excluded_dirs: args.exclude_dirs,
+            excluded_files: args.exclude_files,
+            compress: !args.uncompressed,
+            keep_broken_soft_links: args.keep_broken,
+            compare_inodes: args.compare_inodes,
+        },
+    )?;
+    println!(
+        "Created archive `{}`: snapshots in {}, content in repository `{}`.",
+        spec.name,
+        spec.snapshot_dir.display(),
+        spec.repo
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
+    let spec = archive_spec(&ctx.config, &args.archive)?;
+    let list = if args.includes {
+        ListFile::Includes
+    } else if args.excluded_dirs {
+        ListFile::ExcludedDirs
+    } else {
+        ListFile::ExcludedFiles
+    };
+    let path = ctx.config.archive_list_path(&spec.name, list);
+    // Edit a copy; the spec changes only if the result is valid.
+    let original = std::fs::read(&path).unwrap_or_default();
+    let draft = path.with_file_name(format!(".{}.edit", list.file_name()));
+    std::fs::write(&draft, &original)
+        .with_context(|| format!("could not write {}", draft.display()))?;
+    let result = run_editor(&draft).and_then(|()| {
+        let edited = std::fs::read(&draft)?;
+        validate_list(list, &edited)?;
+        std::fs::rename(&draft, &path)
+            .with_context(|| format!("could not replace {}", path.display()))?;
+        Ok(edited != original)
+    });
+    let _ = std::fs::remove_file(&draft);
+    if result? {
+        println!("Updated {}.", path.display());
+    } else {
+        println!("No change to {}.", path.display());
+    }
+    Ok(EXIT_OK)
+}
+
+fn run_editor(path: &std::path::Path) -> anyhow::Result<()> {
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .or_else(|| std::env::var("EDITOR").ok())
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_owned());
+    // Through the shell, so EDITOR may carry arguments ("code -w").
+    let status = Process::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(path)
+        .status()
+        .with_context(|| format!("could not start the editor `{editor}`"))?;
+    if !status.success() {
+        bail!("the editor `{editor}` failed ({status}); nothing was changed");
+    }
+    Ok(())
+}
+
+fn validate_list(list: ListFile, bytes: &[u8]) -> anyhow::Result<()> {
+    let lines = parse_list(bytes);
+    match list {
+        ListFile::Includes => {
+            if lines.is_empty() {
+                bail!("an archive needs at least one include; nothing was changed");
+            }
+            for line in lines {
+                let path = PathBuf::from(std::ffi::OsString::from_vec(line));
+                if !path.is_absolute() {
+                    bail!(
+                        "include `{}` is not an absolute path; nothing was changed",
+                        path.display()
+                    );
+                }
+            }
+        }
+        ListFile::ExcludedDirs | ListFile::ExcludedFiles => {
+            let globs = lines
+                .into_iter()
+                .map(String::from_utf8)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| anyhow::anyhow!("a glob is not UTF-8 text; nothing was changed"))?;
+            Excludes::new(&globs, &[]).map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn list_archives(ctx: &Context, _args: ListArchivesArgs) -> anyhow::Result<u8> {
+    let mut t = Table::new(&["NAME", "REPO", "SNAPSHOTS", "SNAPSHOT DIRECTORY"]);
+    for name in ctx.config.archive_names()? {
+        match ctx.config.archive(&name) {
+            Ok(spec) => {
+                let count = snapshot::snapshots(&spec)
+                    .map(|s| s.len().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                t.row(vec![
+                    name.to_string(),
+                    spec.repo.to_string(),
+                    count,
+                    spec.snapshot_dir.display().to_string(),
+                ]);
+            }
+            Err(e) => t.row(vec![name.to_string(), format!("(unreadable spec: {e})")]),
+        }
+    }
+    print!("{}", t.render());
+    Ok(EXIT_OK)
+}
+
+pub fn show(ctx: &Context, args: ArchiveArg) -> anyhow::Result<u8> {
+    let spec = archive_spec(&ctx.config, &args.archive)?;
+    println!("Archive:            {}", spec.name);
+    println!("Repository:         {}", spec.repo);
+    println!("Snapshot directory: {}", spec.snapshot_dir.display());
+    println!(
+        "Compressed:         {}",
+        if spec.compress { "yes" } else { "no" }
+    );
+    println!(
+        "Broken symlinks:    {}",
+        if spec.keep_broken_soft_links {
+            "kept"
+        } else {
+            "skipped"
+        }
+    );
+    println!(
+        "Compare inodes:     {}",
+        if spec.compare_inodes { "yes" } else { "no" }
+    );
+    println!("Includes:");
+    for p in &spec.includes {
+        println!("  {}", p.display());
+    }
+    for (title, globs) in [
+        ("Excluded directories:", &spec.excluded_dirs),
+        ("Excluded files:", &spec.excluded_files),
+    ] {
+        if !globs.is_empty() {
+            println!("{title}");
+            for g in globs {
+                println!("  {g}");
+            }
+        }
+    }
+    let names = snapshot::snapshots(&spec)?;
+    println!("Snapshots: {}", names.len());
+    if !names.is_empty() {
+        print!("{}", build_stats_table(&spec, &names).render());
+    }
+    Ok(EXIT_OK)
+}
+
+/// One row per snapshot with its build statistics (header only).
+pub fn build_stats_table(spec: &ArchiveSpec, names: &[format::SnapshotName]) -> Table {
+    let mut t = Table::new(&[
+        "SNAPSHOT",
+        "FILES",
+        "LINKS",
+        "CONTENT",
+        "NEW ITEMS",
+        "NEW STORED",
+        "SKIPPED",
+        "TIME",
+    ]);
+    for name in names {
+        match format::read_header(&spec.snapshot_dir, name) {
+            Ok(h) => {
+                let s = &h.stats;
+                t.row(vec![
+                    name.stamp(),
+                    s.counts.files.to_string(),
+                    s.counts.links.to_string(),
+                    size(s.counts.content_bytes),
+                    s.new_items.to_string(),
+                    size(s.new_stored_bytes),
+                    s.skipped.to_string(),
+                    human_duration(s.elapsed_secs),
+                ]);
+            }
+            Err(e) => t.row(vec![name.stamp(), format!("(unreadable: {e})")]),
+        }
+    }
+    t
+}

@@ -1,0 +1,270 @@
+//! Snapshot commands: bu, lss, del, and compress of one snapshot.
+
+use clap::{ArgGroup, Args};
+
+use super::archive::{archive_spec, build_stats_table};
+use super::output::{Table, size};
+use super::{Context, EXIT_ERROR, EXIT_OK, EXIT_SKIPPED};
+use crate::clock::human_duration;
+use crate::config::ArchiveSpec;
+use crate::content::{Access, Repository};
+use crate::snapshot::generate::ProblemKind;
+use crate::snapshot::{self, BackupOptions, BackupReport, format};
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("compression").args(["uncompressed", "compressed"])))]
+pub struct BuArgs {
+    /// Archive(s) to back up, in the order given.
+    #[arg(short = 'A', long = "archive", value_name = "NAME", required = true)]
+    archives: Vec<String>,
+    /// Print statistics of each snapshot.
+    #[arg(long)]
+    stats: bool,
+    /// Do not report skipped broken symlinks.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Write this snapshot uncompressed.
+    #[arg(short = 'U', long = "uncompressed")]
+    uncompressed: bool,
+    /// Write this snapshot compressed.
+    #[arg(short = 'C', long = "compressed")]
+    compressed: bool,
+    /// Read every file again instead of trusting unchanged size and times.
+    #[arg(long = "force-read", alias = "force_read")]
+    force_read: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("stats_kind").args(["build_stats", "storage_stats"])))]
+pub struct LssArgs {
+    /// Archive whose snapshots to list.
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    archive: String,
+    /// List the newest snapshot first.
+    #[arg(long = "newest-first", alias = "newest_first")]
+    newest_first: bool,
+    /// Show how each snapshot was built (from its header only).
+    #[arg(long = "build-stats", alias = "build_stats")]
+    build_stats: bool,
+    /// Show the storage each snapshot uses.
+    #[arg(long = "storage-stats", alias = "storage_stats")]
+    storage_stats: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("which").args(["back", "all_but_newest"])))]
+pub struct DelArgs {
+    /// Archive to delete from.
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    archive: String,
+    /// Which snapshot: N back from the newest (0 = newest), or with a
+    /// negative N from the oldest (-1 = oldest, the default).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    back: Option<i64>,
+    /// Delete all snapshots but the newest N.
+    #[arg(long = "all-but-newest", alias = "all_but_newest", value_name = "N")]
+    all_but_newest: Option<usize>,
+    /// Allow deleting the archive's last snapshot.
+    #[arg(long = "remove-last-ok", alias = "remove_last_ok")]
+    remove_last_ok: bool,
+}
+
+fn lock_repo(ctx: &Context, spec: &ArchiveSpec, command: &str) -> anyhow::Result<Repository> {
+    let repo_spec = ctx.config.repo(&spec.repo)?;
+    Ok(Repository::open(
+        &repo_spec.path,
+        Access::Locked {
+            command,
+            wait: ctx.lock_wait(),
+        },
+    )?)
+}
+
+pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
+    let mut status = EXIT_OK;
+    for archive in &args.archives {
+        match bu_one(ctx, &args, archive, command) {
+            Ok(code) => status = status.max(code),
+            Err(e) => {
+                eprintln!("epygibus: error: archive `{archive}`: {e:#}");
+                status = EXIT_ERROR;
+            }
+        }
+    }
+    // An error outranks skipped files.
+    Ok(if status == EXIT_ERROR {
+        EXIT_ERROR
+    } else {
+        status
+    })
+}
+
+fn bu_one(ctx: &Context, args: &BuArgs, archive: &str, command: &str) -> anyhow::Result<u8> {
+    let spec = archive_spec(&ctx.config, archive)?;
+    let repo = lock_repo(ctx, &spec, command)?;
+    let options = BackupOptions {
+        compress: if args.uncompressed {
+            false
+        } else {
+            args.compressed || spec.compress
+        },
+        force_read: args.force_read,
+    };
+    let report = snapshot::backup(&spec, &repo, options)?;
+    drop(repo);
+    if let Some(why) = &report.previous_unusable {
+        eprintln!(
+            "epygibus: warning: the previous snapshot could not be used, so every file was read: {why}"
+        );
+    }
+    let mut skipped = false;
+    for p in &report.problems {
+        match p.kind {
+            ProblemKind::BrokenLink if args.quiet => {}
+            ProblemKind::BrokenLink => eprintln!("epygibus: {}", p.message),
+            _ => {
+                skipped = true;
+                eprintln!("epygibus: {}", p.message);
+            }
+        }
+    }
+    if args.stats {
+        print_bu_stats(&spec, &report);
+    }
+    Ok(if skipped { EXIT_SKIPPED } else { EXIT_OK })
+}
+
+fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
+    let s = &r.header.stats;
+    println!(
+        "{}: snapshot {} ({} on disk)",
+        spec.name,
+        r.name.stamp(),
+        size(r.size_on_disk)
+    );
+    println!(
+        "  files {}, links {}, directories {}, content {}",
+        s.counts.files,
+        s.counts.links,
+        s.counts.dirs,
+        size(s.counts.content_bytes)
+    );
+    println!(
+        "  files read {}, new content items {} ({} of content, {} stored), skipped {}",
+        s.files_read,
+        s.new_items,
+        size(s.new_content_bytes),
+        size(s.new_stored_bytes),
+        s.skipped
+    );
+    println!(
+        "  time {} (walk {}, read+hash+compress+store {}, index+snapshot {})",
+        human_duration(s.elapsed_secs),
+        human_duration(s.walk_secs),
+        human_duration(s.store_secs),
+        human_duration(s.write_secs)
+    );
+}
+
+pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
+    let spec = archive_spec(&ctx.config, &args.archive)?;
+    let mut names = snapshot::snapshots(&spec)?;
+    if args.newest_first {
+        names.reverse();
+    }
+    if args.build_stats {
+        print!("{}", build_stats_table(&spec, &names).render());
+    } else if args.storage_stats {
+        let repo_spec = ctx.config.repo(&spec.repo)?;
+        let repo = Repository::open(&repo_spec.path, Access::ReadOnly)?;
+        let mut t = Table::new(&[
+            "SNAPSHOT", "OCCUPIES", "FILES", "LINKS", "HOLDS", "ITEMS", "STORED", "SHARE",
+        ]);
+        for name in &names {
+            match snapshot::storage_stats(&spec, name, &repo) {
+                Ok(s) => t.row(vec![
+                    name.stamp(),
+                    size(s.occupies),
+                    s.files.to_string(),
+                    s.links.to_string(),
+                    size(s.holds),
+                    s.content_items.to_string(),
+                    size(s.stored_bytes),
+                    size(s.share.round() as u64),
+                ]),
+                Err(e) => t.row(vec![name.stamp(), format!("(unreadable: {e})")]),
+            }
+        }
+        print!("{}", t.render());
+    } else {
+        for name in &names {
+            let mark = if name.compressed { "**" } else { "" };
+            println!("{}{mark}", name.stamp());
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn del(ctx: &Context, args: DelArgs, command: &str) -> anyhow::Result<u8> {
+    let spec = archive_spec(&ctx.config, &args.archive)?;
+    let repo = lock_repo(ctx, &spec, command)?;
+    let names = snapshot::snapshots(&spec)?;
+    let doomed: Vec<format::SnapshotName> = match args.all_but_newest {
+        Some(keep) => names[..names.len().saturating_sub(keep)].to_vec(),
+        None => vec![snapshot::select(
+            &names,
+            args.back.unwrap_or(-1),
+            &spec.snapshot_dir,
+        )?],
+    };
+    if doomed.len() >= names.len() && !names.is_empty() && !args.remove_last_ok {
+        return Err(snapshot::ArchiveError::OnlySnapshot.into());
+    }
+    if doomed.is_empty() {
+        println!("Nothing to do.");
+    }
+    for name in &doomed {
+        let report = snapshot::delete(&spec, &repo, name)?;
+        println!(
+            "Deleted snapshot {} of `{}` ({} content references released).",
+            report.name.stamp(),
+            spec.name,
+            report.released
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `compress -A NAME [--back N] [-U]`: one snapshot file.
+pub fn compress_snapshot(
+    ctx: &Context,
+    archive: &str,
+    back: i64,
+    uncompress: bool,
+    command: &str,
+) -> anyhow::Result<u8> {
+    let spec = archive_spec(&ctx.config, archive)?;
+    // Held so no `del` removes the snapshot while it is rewritten.
+    let _repo = lock_repo(ctx, &spec, command)?;
+    let names = snapshot::snapshots(&spec)?;
+    let name = snapshot::select(&names, back, &spec.snapshot_dir)?;
+    if name.compressed != uncompress {
+        println!("Nothing to do.");
+        return Ok(EXIT_OK);
+    }
+    let before = format::file_size(&spec.snapshot_dir, &name);
+    let converted = format::convert_snapshot(&spec.snapshot_dir, &name)?;
+    let after = format::file_size(&spec.snapshot_dir, &converted);
+    let verb = if uncompress {
+        "Uncompressed"
+    } else {
+        "Compressed"
+    };
+    println!(
+        "{verb} snapshot {}: {} -> {}.",
+        name.stamp(),
+        size(before),
+        size(after)
+    );
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,437 @@
+//! On-disk encoding of a snapshot (documented in docs/format.md).
+//!
+//! A snapshot file, after gunzip when it ends `.gz`, is: the magic line
+//! `epygibus-snapshot 1\n`, a MessagePack map (the header, with build
+//! statistics, readable without decoding the tree), a MessagePack binary
+//! holding the MessagePack-encoded tree, and a MessagePack binary holding the
+//! BLAKE3 of that tree encoding. MessagePack maps keep field names, so any
+//! MessagePack reader can decode it in ten years' time.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
+
+use super::model::{DirNode, TreeCounts};
+use crate::clock::Civil;
+use crate::fsio::{self, TempFile};
+
+const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
+const GZ_SUFFIX: &str = ".gz";
+/// libdeflate level for snapshot files: snapshots are rewritten on every
+/// backup, so speed matters more than the last few percent.
+const SNAPSHOT_GZIP_LEVEL: i32 = 6;
+
+/// Errors reading or writing snapshot files.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("could not {action} {path}: {err}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
+    #[error("snapshot file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+type Result<T, E = SnapshotError> = std::result::Result<T, E>;
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |err| SnapshotError::Io {
+        action,
+        path: path.to_owned(),
+        err,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Where the content of a snapshot lives, so a snapshot directory alone is
+/// enough to restore from when the configuration is lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RepoRef {
+    pub name: String,
+    /// Absolute path of the repository directory when the snapshot was made.
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    /// The repository directory relative to the snapshot directory, when
+    /// both are under the same `epygibus.d` (found again after the disk is
+    /// mounted elsewhere).
+    #[serde(with = "serde_bytes")]
+    pub relative: Vec<u8>,
+}
+
+/// How a snapshot was built: what `lss --build_stats` and `bu --stats` show.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct BuildStats {
+    pub counts: TreeCounts,
+    /// Content items this backup added to the repository.
+    pub new_items: u64,
+    pub new_content_bytes: u64,
+    pub new_stored_bytes: u64,
+    /// Files whose content was read (the rest were unchanged).
+    pub files_read: u64,
+    /// Entries that could not be backed up (vanished, unreadable, …).
+    pub skipped: u64,
+    /// Seconds spent walking (stat of every entry).
+    pub walk_secs: f64,
+    /// Seconds spent reading, hashing, compressing and writing content.
+    pub store_secs: f64,
+    /// Seconds spent writing the index and the snapshot.
+    pub write_secs: f64,
+    pub elapsed_secs: f64,
+}
+
+/// The header: who, when, where the content is, and build statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct Header {
+    pub archive: String,
+    pub host: String,
+    pub user: String,
+    /// When the walk started (ns since the epoch); files modified at or
+    /// after this instant are re-read by the next backup (racily clean).
+    pub started_ns: i64,
+    pub finished_ns: i64,
+    pub repo: RepoRef,
+    pub includes: Vec<serde_bytes::ByteBuf>,
+    pub stats: BuildStats,
+}
+
+/// A whole snapshot: header and tree (rooted at `/`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub header: Header,
+    pub root: DirNode,
+}
+
+/// A snapshot's name: its UTC time to the second, and whether its file is
+/// gzip-compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotName {
+    pub secs: i64,
+    pub compressed: bool,
+}
+
+impl SnapshotName {
+    /// `YYYY-MM-DD-HH-MM-SS`.
+    pub fn stamp(&self) -> String {
+        Civil::from_unix(self.secs).dashed()
+    }
+
+    pub fn file_name(&self) -> String {
+        let mut name = self.stamp();
+        if self.compressed {
+            name.push_str(GZ_SUFFIX);
+        }
+        name
+    }
+
+    pub fn parse(file_name: &[u8]) -> Option<SnapshotName> {
+        let s = std::str::from_utf8(file_name).ok()?;
+        let (stamp, compressed) = match s.strip_suffix(GZ_SUFFIX) {
+            Some(stem) => (stem, true),
+            None => (s, false),
+        };
+        let civil = Civil::parse_dashed(stamp)?;
+        Some(SnapshotName {
+            secs: civil.to_unix(),
+            compressed,
+        })
+    }
+
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(self.file_name())
+    }
+
+    fn other_form(&self) -> SnapshotName {
+        SnapshotName {
+            compressed: !self.compressed,
+            ..*self
+        }
+    }
+}
+
+/// The snapshots in `dir`, oldest first. A time present in both forms
+/// (a crash during `compress`) is listed once.
+pub fn list_snapshots(dir: &Path) -> Result<Vec<SnapshotName>> {
+    let entries = fs::read_dir(dir).map_err(io_err("list snapshot directory", dir))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list snapshot directory", dir))?;
+        if let Some(n) = SnapshotName::parse(entry.file_name().as_bytes()) {
+            names.push(n);
+        }
+    }
+    names.sort_by_key(|n| (n.secs, !n.compressed));
+    names.dedup_by_key(|n| n.secs);
+    Ok(names)
+}
+
+/// Encodes a snapshot to the bytes of an uncompressed snapshot file.
+pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    let tree = rmp_serde::to_vec_named(&snapshot.root).expect("a tree always encodes");
+    let header = rmp_serde::to_vec_named(&snapshot.header).expect("a header always encodes");
+    let mut out = Vec::with_capacity(MAGIC.len() + header.len() + tree.len() + 64);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&header);
+    rmp::encode::write_bin(&mut out, &tree).expect("writing to a Vec cannot fail");
+    rmp::encode::write_bin(&mut out, blake3::hash(&tree).as_bytes())
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Decodes the bytes of an uncompressed snapshot file; `path` names it in
+/// errors.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot> {
+    let mut rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| corrupt(path, "it does not start with the snapshot header"))?;
+    let header: Header =
+        rmp_serde::from_read(&mut rest).map_err(|e| corrupt(path, format!("bad header: {e}")))?;
+    let tree = read_bin(&mut rest).map_err(|e| corrupt(path, format!("bad tree: {e}")))?;
+    let sum = read_bin(&mut rest).map_err(|e| corrupt(path, format!("bad checksum: {e}")))?;
+    if blake3::hash(tree).as_bytes()[..] != sum[..] {
+        return Err(corrupt(path, "its checksum does not match its tree"));
+    }
+    let root: DirNode =
+        rmp_serde::from_slice(tree).map_err(|e| corrupt(path, format!("bad tree: {e}")))?;
+    Ok(Snapshot { header, root })
+}
+
+fn read_bin<'a>(rest: &mut &'a [u8]) -> std::result::Result<&'a [u8], String> {
+    let len = rmp::decode::read_bin_len(rest).map_err(|e| format!("{e:?}"))? as usize;
+    if rest.len() < len {
+        return Err("it is truncated".into());
+    }
+    let (bin, tail) = rest.split_at(len);
+    *rest = tail;
+    Ok(bin)
+}
+
+/// Reads and decodes a whole snapshot file.
+pub fn read_snapshot(dir: &Path, name: &SnapshotName) -> Result<Snapshot> {
+    let path = name.path_in(dir);
+    let bytes = read_plain_bytes(&path, name.compressed)?;
+    decode(&bytes, &path)
+}
+
+/// The uncompressed bytes of a snapshot file.
+pub fn read_plain_bytes(path: &Path, compressed: bool) -> Result<Vec<u8>> {
+    let raw = fsio::read_small_file(path).map_err(io_err("read", path))?;
+    if !compressed {
+        return Ok(raw);
+    }
+    let mut plain = Vec::with_capacity(raw.len() * 4);
+    MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut plain)
+        .map_err(|e| corrupt(path, format!("bad gzip data: {e}")))?;
+    Ok(plain)
+}
+
+/// Reads only the header (for `lss --build_stats`): a compressed file is
+/// decompressed only as far as the header goes.
+pub fn read_header(dir: &Path, name: &SnapshotName) -> Result<Header> {
+    let path = name.path_in(dir);
+    let file = File::open(&path).map_err(io_err("read", &path))?;
+    let mut reader: Box<dyn Read> = if name.compressed {
+        Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file))))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    let mut magic = [0u8; MAGIC.len()];
+    reader
+        .read_exact(&mut magic)
+        .map_err(|_| corrupt(&path, "it is too short"))?;
+    if magic != MAGIC {
+        return Err(corrupt(&path, "it does not start with the snapshot header"));
+    }
+    rmp_serde::from_read(reader).map_err(|e| corrupt(&path, format!("bad header: {e}")))
+}
+
+/// Encodes `plain` as one gzip member.
+pub fn gzip(plain: &[u8]) -> Vec<u8> {
+    let mut c = libdeflater::Compressor::new(
+        libdeflater::CompressionLvl::new(SNAPSHOT_GZIP_LEVEL).expect("valid level"),
+    );
+    let mut out = vec![0; c.gzip_compress_bound(plain.len())];
+    let n = c
+        .gzip_compress(plain, &mut out)
+        .expect("buffer sized by gzip_compress_bound");
+    out.truncate(n);
+    out
+}
+
+/// Writes a snapshot durably under a name not used yet: its start second,
+/// or a later second when that name (in either form) is taken, so two
+/// backups in one second never overwrite each other.
+pub fn write_snapshot(dir: &Path, snapshot: &Snapshot, compressed: bool) -> Result<SnapshotName> {
+    let plain = encode(snapshot);
+    let bytes = if compressed { gzip(&plain) } else { plain };
+    let newest = list_snapshots(dir)?.last().map(|n| n.secs);
+    let start = snapshot.header.started_ns.div_euclid(1_000_000_000);
+    let mut name = SnapshotName {
+        secs: newest.map_or(start, |n| start.max(n + 1)),
+        compressed,
+    };
+    loop {
+        if name.other_form().path_in(dir).exists() {
+            name.secs += 1;
+            continue;
+        }
+        let path = name.path_in(dir);
+        let mut temp = TempFile::create_in(dir).map_err(io_err("write a snapshot in", dir))?;
+        temp.write_all(&bytes).map_err(io_err("write", &path))?;
+        if temp.commit(&path).map_err(io_err("write", &path))? {
+            fsio::sync_dir(dir).map_err(io_err("sync", dir))?;
+            return Ok(name);
+        }
+        name.secs += 1;
+    }
+}
+
+/// Rewrites a snapshot file in the other form (gzip or plain). The new file
+/// is durable before the old one is removed; readers accept either.
+pub fn convert_snapshot(dir: &Path, name: &SnapshotName) -> Result<SnapshotName> {
+    let path = name.path_in(dir);
+    let plain = read_plain_bytes(&path, name.compressed)?;
+    decode(&plain, &path)?;
+    let target = name.other_form();
+    let bytes = if target.compressed {
+        gzip(&plain)
+    } else {
+        plain
+    };
+    let target_path = target.path_in(dir);
+    if !target_path.exists() {
+        let mut temp = TempFile::create_in(dir).map_err(io_err("write a snapshot in", dir))?;
+        temp.write_all(&bytes)
+            .map_err(io_err("write", &target_path))?;
+        temp.commit(&target_path)
+            .map_err(io_err("write", &target_path))?;
+        fsio::sync_dir(dir).map_err(io_err("sync", dir))?;
+    }
+    fsio::remove_file_if_exists(&path).map_err(io_err("remove", &path))?;
+    Ok(target)
+}
+
+/// Removes a snapshot file (both forms, should a crash have left two).
+pub fn remove_snapshot(dir: &Path, name: &SnapshotName) -> Result<()> {
+    for n in [*name, name.other_form()] {
+        let path = n.path_in(dir);
+        fsio::remove_file_if_exists(&path).map_err(io_err("remove", &path))?;
+    }
+    fsio::sync_dir(dir).map_err(io_err("sync", dir))
+}
+
+/// Size of a snapshot file on disk.
+pub fn file_size(dir: &Path, name: &SnapshotName) -> u64 {
+    fs::metadata(name.path_in(dir)).map_or(0, |m| m.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{Attrs, FileName, FileNode, Node};
+    use super::*;
+    use crate::content::ContentToken;
+
+    fn sample() -> Snapshot {
+        let mut root = DirNode::default();
+        root.insert(
+            FileName::new(vec![b'a', 0xff]).unwrap(),
+            Node::File(FileNode {
+                attrs: Attrs {
+                    mode: 0o100644,
+                    mtime_ns: 1_700_000_000_123_456_789,
+                    ..Attrs::default()
+                },
+                size: 5,
+                token: ContentToken::of(b"hello"),
+            }),
+        );
+        Snapshot {
+            header: Header {
+                archive: "home".into(),
+                started_ns: 1_700_000_000_000_000_000,
+                ..Header::default()
+            },
+            root,
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trip() {
+        let s = sample();
+        let bytes = encode(&s);
+        assert_eq!(decode(&bytes, Path::new("x")).unwrap(), s);
+    }
+
+    #[test]
+    fn damaged_snapshot_rejected_with_path() {
+        let bytes = encode(&sample());
+        for cut in [0, 5, MAGIC.len() + 3, bytes.len() - 1] {
+            let err = decode(&bytes[..cut], Path::new("/s/2020-01-01-00-00-00")).unwrap_err();
+            assert!(err.to_string().contains("/s/2020-01-01-00-00-00"), "{err}");
+        }
+        let mut flipped = bytes.clone();
+        let n = flipped.len();
+        flipped[n - 40] ^= 0x55;
+        assert!(decode(&flipped, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn names_parse_and_sort() {
+        let n = SnapshotName::parse(b"2016-06-14-00-57-11.gz").unwrap();
+        assert!(n.compressed);
+        assert_eq!(n.stamp(), "2016-06-14-00-57-11");
+        assert!(SnapshotName::parse(b"2016-06-14-00-57-11.tmp").is_none());
+        assert!(SnapshotName::parse(b"tmp.1.2.3").is_none());
+    }
+
+    #[test]
+    fn same_second_snapshots_get_distinct_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sample();
+        let a = write_snapshot(dir.path(), &s, true).unwrap();
+        let b = write_snapshot(dir.path(), &s, false).unwrap();
+        let c = write_snapshot(dir.path(), &s, true).unwrap();
+        assert!(a.secs < b.secs && b.secs < c.secs);
+        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![a, b, c]);
+        assert_eq!(read_snapshot(dir.path(), &b).unwrap(), s);
+        assert_eq!(read_header(dir.path(), &a).unwrap(), s.header);
+    }
+
+    #[test]
+    fn convert_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sample();
+        let a = write_snapshot(dir.path(), &s, false).unwrap();
+        let gz = convert_snapshot(dir.path(), &a).unwrap();
+        assert!(gz.compressed);
+        assert!(!a.path_in(dir.path()).exists());
+        assert_eq!(read_snapshot(dir.path(), &gz).unwrap(), s);
+        let plain = convert_snapshot(dir.path(), &gz).unwrap();
+        assert_eq!(read_snapshot(dir.path(), &plain).unwrap(), s);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode(&bytes, Path::new("x"));
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode(&framed, Path::new("x"));
+        }
+    }
+}
