@@ -98,7 +98,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
         None => {
             let (spec, created) = setup::default_repository(&ctx.config)?;
             if created {
-                println!(
+                outln!(
                     "Created repository `{}` at {} for content.",
                     spec.name,
                     spec.path.display()
@@ -130,7 +130,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
             compare_inodes: args.compare_inodes,
         },
     )?;
-    println!(
+    outln!(
         "Created archive `{}`: snapshots in {}, content in repository `{}`.",
         spec.name,
         spec.snapshot_dir.display(),
@@ -163,9 +163,9 @@ pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
     });
     let _ = std::fs::remove_file(&draft);
     if result? {
-        println!("Updated {}.", path.display());
+        outln!("Updated {}.", path.display());
     } else {
-        println!("No change to {}.", path.display());
+        outln!("No change to {}.", path.display());
     }
     Ok(EXIT_OK)
 }
@@ -237,20 +237,20 @@ pub fn list_archives(ctx: &Context, _args: ListArchivesArgs) -> anyhow::Result<u
             Err(e) => t.row(vec![name.to_string(), format!("(unreadable spec: {e})")]),
         }
     }
-    print!("{}", t.render());
+    out!("{}", t.render());
     Ok(EXIT_OK)
 }
 
 pub fn show(ctx: &Context, args: ArchiveArg) -> anyhow::Result<u8> {
     let spec = archive_spec(&ctx.config, &args.archive)?;
-    println!("Archive:            {}", spec.name);
-    println!("Repository:         {}", spec.repo);
-    println!("Snapshot directory: {}", spec.snapshot_dir.display());
-    println!(
+    outln!("Archive:            {}", spec.name);
+    outln!("Repository:         {}", spec.repo);
+    outln!("Snapshot directory: {}", spec.snapshot_dir.display());
+    outln!(
         "Compressed:         {}",
         if spec.compress { "yes" } else { "no" }
     );
-    println!(
+    outln!(
         "Broken symlinks:    {}",
         if spec.keep_broken_soft_links {
             "kept"
@@ -258,35 +258,35 @@ pub fn show(ctx: &Context, args: ArchiveArg) -> anyhow::Result<u8> {
             "skipped"
         }
     );
-    println!(
+    outln!(
         "Compare inodes:     {}",
         if spec.compare_inodes { "yes" } else { "no" }
     );
-    println!("Includes:");
+    outln!("Includes:");
     for p in &spec.includes {
-        println!("  {}", p.display());
+        outln!("  {}", p.display());
     }
     for (title, globs) in [
         ("Excluded directories:", &spec.excluded_dirs),
         ("Excluded files:", &spec.excluded_files),
     ] {
         if !globs.is_empty() {
-            println!("{title}");
+            outln!("{title}");
             for g in globs {
-                println!("  {g}");
+                outln!("  {g}");
             }
         }
     }
     let names = snapshot::snapshots(&spec)?;
-    println!("Snapshots: {}", names.len());
+    outln!("Snapshots: {}", names.len());
     if !names.is_empty() {
-        print!("{}", build_stats_table(&spec, &names).render());
+        out!("{}", build_stats_table(&spec.snapshot_dir, &names).render());
     }
     Ok(EXIT_OK)
 }
 
 /// One row per snapshot with its build statistics (header only).
-pub fn build_stats_table(spec: &ArchiveSpec, names: &[format::SnapshotName]) -> Table {
+pub fn build_stats_table(dir: &std::path::Path, names: &[format::SnapshotName]) -> Table {
     let mut t = Table::new(&[
         "SNAPSHOT",
         "FILES",
@@ -298,7 +298,7 @@ pub fn build_stats_table(spec: &ArchiveSpec, names: &[format::SnapshotName]) -> 
         "TIME",
     ]);
     for name in names {
-        match format::read_header(&spec.snapshot_dir, name) {
+        match format::read_header(dir, name) {
             Ok(h) => {
                 let s = &h.stats;
                 t.row(vec![

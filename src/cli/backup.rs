@@ -4,6 +4,7 @@ use clap::{ArgGroup, Args};
 
 use super::archive::{archive_spec, build_stats_table};
 use super::output::{Table, size};
+use super::restore::{Source, SourceArgs};
 use super::{Context, EXIT_ERROR, EXIT_OK, EXIT_SKIPPED};
 use crate::clock::human_duration;
 use crate::config::ArchiveSpec;
@@ -37,9 +38,8 @@ pub struct BuArgs {
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("stats_kind").args(["build_stats", "storage_stats"])))]
 pub struct LssArgs {
-    /// Archive whose snapshots to list.
-    #[arg(short = 'A', long = "archive", value_name = "NAME")]
-    archive: String,
+    #[command(flatten)]
+    source: SourceArgs,
     /// List the newest snapshot first.
     #[arg(long = "newest-first", alias = "newest_first")]
     newest_first: bool,
@@ -136,20 +136,20 @@ fn bu_one(ctx: &Context, args: &BuArgs, archive: &str, command: &str) -> anyhow:
 
 fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
     let s = &r.header.stats;
-    println!(
+    outln!(
         "{}: snapshot {} ({} on disk)",
         spec.name,
         r.name.stamp(),
         size(r.size_on_disk)
     );
-    println!(
+    outln!(
         "  files {}, links {}, directories {}, content {}",
         s.counts.files,
         s.counts.links,
         s.counts.dirs,
         size(s.counts.content_bytes)
     );
-    println!(
+    outln!(
         "  files read {}, new content items {} ({} of content, {} stored), skipped {}",
         s.files_read,
         s.new_items,
@@ -157,7 +157,7 @@ fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
         size(s.new_stored_bytes),
         s.skipped
     );
-    println!(
+    outln!(
         "  time {} (walk {}, read+hash+compress+store {}, index+snapshot {})",
         human_duration(s.elapsed_secs),
         human_duration(s.walk_secs),
@@ -167,21 +167,21 @@ fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
 }
 
 pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
-    let spec = archive_spec(&ctx.config, &args.archive)?;
-    let mut names = snapshot::snapshots(&spec)?;
+    let source = Source::resolve(ctx, &args.source)?;
+    let dir = &source.snapshot_dir;
+    let mut names = source.snapshots()?;
     if args.newest_first {
         names.reverse();
     }
     if args.build_stats {
-        print!("{}", build_stats_table(&spec, &names).render());
+        out!("{}", build_stats_table(dir, &names).render());
     } else if args.storage_stats {
-        let repo_spec = ctx.config.repo(&spec.repo)?;
-        let repo = Repository::open(&repo_spec.path, Access::ReadOnly)?;
+        let repo = source.open_repo_read_only()?;
         let mut t = Table::new(&[
             "SNAPSHOT", "OCCUPIES", "FILES", "LINKS", "HOLDS", "ITEMS", "STORED", "SHARE",
         ]);
         for name in &names {
-            match snapshot::storage_stats(&spec, name, &repo) {
+            match snapshot::storage_stats(dir, name, &repo) {
                 Ok(s) => t.row(vec![
                     name.stamp(),
                     size(s.occupies),
@@ -195,11 +195,11 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
                 Err(e) => t.row(vec![name.stamp(), format!("(unreadable: {e})")]),
             }
         }
-        print!("{}", t.render());
+        out!("{}", t.render());
     } else {
         for name in &names {
             let mark = if name.compressed { "**" } else { "" };
-            println!("{}{mark}", name.stamp());
+            outln!("{}{mark}", name.stamp());
         }
     }
     Ok(EXIT_OK)
@@ -221,11 +221,11 @@ pub fn del(ctx: &Context, args: DelArgs, command: &str) -> anyhow::Result<u8> {
         return Err(snapshot::ArchiveError::OnlySnapshot.into());
     }
     if doomed.is_empty() {
-        println!("Nothing to do.");
+        outln!("Nothing to do.");
     }
     for name in &doomed {
         let report = snapshot::delete(&spec, &repo, name)?;
-        println!(
+        outln!(
             "Deleted snapshot {} of `{}` ({} content references released).",
             report.name.stamp(),
             spec.name,
@@ -249,7 +249,7 @@ pub fn compress_snapshot(
     let names = snapshot::snapshots(&spec)?;
     let name = snapshot::select(&names, back, &spec.snapshot_dir)?;
     if name.compressed != uncompress {
-        println!("Nothing to do.");
+        outln!("Nothing to do.");
         return Ok(EXIT_OK);
     }
     let before = format::file_size(&spec.snapshot_dir, &name);
@@ -260,7 +260,7 @@ pub fn compress_snapshot(
     } else {
         "Compressed"
     };
-    println!(
+    outln!(
         "{verb} snapshot {}: {} -> {}.",
         name.stamp(),
         size(before),

@@ -2,10 +2,28 @@
 //! names to specs here and call the library; no file-system logic lives in
 //! this module.
 
+/// Like `print!`, but a closed stdout (`epygibus lss | head -1`) is not
+/// an error: the work is done, only the reader left.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Like `println!`, ignoring a closed stdout (see [`out!`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod archive;
 mod backup;
 mod output;
 mod repo;
+mod restore;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -91,6 +109,27 @@ enum Command {
     ///
     /// Example: epygibus del -A docs --back=-1
     Del(backup::DelArgs),
+    /// Put files back at their original paths from a snapshot.
+    ///
+    /// A file whose content already matches is left alone; a different one
+    /// is moved aside (renamed with a time-stamped suffix) unless
+    /// --overwrite. Owners are restored when run as root.
+    ///
+    /// Example: epygibus restore -A docs --dir ~/Documents/taxes --back 1
+    Restore(restore::RestoreArgs),
+    /// Copy a file or directory out of a snapshot into a directory.
+    ///
+    /// Example: epygibus extract -A docs --file ~/Documents/cv.odt --into-dir /tmp --with-name old-cv.odt
+    Extract(restore::ExtractArgs),
+    /// Print a file's content from a snapshot to stdout.
+    ///
+    /// Example: epygibus cat -A docs ~/Documents/notes.txt | less
+    Cat(restore::CatArgs),
+    /// List a directory of a snapshot (`name/` directories, `name -> target` symlinks).
+    ///
+    /// Example: epygibus ls -A docs ~/Documents
+    #[command(alias = "ldc")]
+    Ls(restore::LsArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -183,6 +222,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bu(a) => backup::bu(&ctx, a, &command_line),
         Command::Lss(a) => backup::lss(&ctx, a),
         Command::Del(a) => backup::del(&ctx, a, &command_line),
+        Command::Restore(a) => restore::restore(&ctx, a, &command_line),
+        Command::Extract(a) => restore::extract(&ctx, a, &command_line),
+        Command::Cat(a) => restore::cat(&ctx, a, &command_line),
+        Command::Ls(a) => restore::ls(&ctx, a),
     }
 }
 

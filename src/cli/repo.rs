@@ -66,7 +66,7 @@ pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
     } else {
         "gzip-compressed"
     };
-    println!(
+    outln!(
         "Created repository `{name}` at {} ({mode}).",
         spec.path.display()
     );
@@ -89,14 +89,14 @@ pub fn list_repos(ctx: &Context, _args: ListReposArgs) -> anyhow::Result<u8> {
         };
         table.row(vec![name.to_string(), location]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(EXIT_OK)
 }
 
 pub fn repo_stats(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
     let (name, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
     let s = repo.stats();
-    println!("Repository `{name}` at {}", repo.dir().display());
+    outln!("Repository `{name}` at {}", repo.dir().display());
     let mut t = Table::new(&["", "ITEMS", "REFERENCES", "CONTENT", "STORED"]);
     t.row(vec![
         "referenced".into(),
@@ -112,7 +112,7 @@ pub fn repo_stats(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
         size(s.unreferenced_content_bytes),
         size(s.unreferenced_stored_bytes),
     ]);
-    print!("{}", t.render());
+    out!("{}", t.render());
     Ok(EXIT_OK)
 }
 
@@ -132,7 +132,7 @@ pub fn list_content_items(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
             form.into(),
         ]);
     }
-    print!("{}", t.render());
+    out!("{}", t.render());
     Ok(EXIT_OK)
 }
 
@@ -144,9 +144,9 @@ pub fn prune(ctx: &Context, args: RepoArg, command: &str) -> anyhow::Result<u8> 
     let (_, repo) = open_repo(ctx, &args.repo, access)?;
     let report = repo.prune()?;
     if report.items == 0 {
-        println!("Nothing to do.");
+        outln!("Nothing to do.");
     } else {
-        println!(
+        outln!(
             "Removed {} unreferenced content items: {} of content, {} freed on disk.",
             report.items,
             size(report.content_bytes),
@@ -177,7 +177,7 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
     };
     let report = repo.compress_all(target)?;
     if report.converted == 0 {
-        println!("Nothing to do.");
+        outln!("Nothing to do.");
     } else {
         let verb = if args.uncompress {
             "Uncompressed"
@@ -190,7 +190,7 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
         } else {
             format!("{} added", size(after - before))
         };
-        println!(
+        outln!(
             "{verb} {} content items: {} -> {} on disk ({change}).",
             report.converted,
             size(before),
@@ -198,7 +198,7 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
         );
     }
     if report.kept_plain > 0 {
-        println!(
+        outln!(
             "{} items did not shrink and stay uncompressed.",
             report.kept_plain
         );
@@ -210,12 +210,13 @@ pub fn unlock(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
     let name: Name = args.repo.parse()?;
     let spec = ctx.config.repo(&name)?;
     let path = Repository::lock_path(&spec.path);
+    let existed = path.exists();
     match RepoLock::force_break(&path)
         .with_context(|| format!("could not remove lock file {}", path.display()))?
     {
-        Some(holder) => println!("Removed the lock held by {}.", holder.describe()),
-        None if path.exists() => println!("Removed an unreadable lock file."),
-        None => println!("Repository `{name}` was not locked."),
+        Some(holder) => outln!("Removed the lock held by {}.", holder.describe()),
+        None if existed => outln!("Removed an unreadable lock file."),
+        None => outln!("Repository `{name}` was not locked."),
     }
     Ok(EXIT_OK)
 }

@@ -684,6 +684,12 @@ impl Repository {
     }
 }
 
+/// The token of everything `reader` yields (to compare a file on disk with
+/// stored content without keeping it in memory).
+pub fn hash_reader(reader: &mut impl Read) -> io::Result<ContentToken> {
+    store::hash_stream(reader).map(|(token, _)| token)
+}
+
 /// Reads `format`; returns the preferred stored form.
 fn read_format(dir: &Path) -> Result<StoredForm> {
     let path = dir.join(FORMAT_FILE);

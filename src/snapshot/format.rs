@@ -106,6 +106,10 @@ pub struct Header {
     pub finished_ns: i64,
     pub repo: RepoRef,
     pub includes: Vec<serde_bytes::ByteBuf>,
+    /// The paths actually walked: includes that existed, and the targets of
+    /// symlinked includes. `restore --all` restores these.
+    #[serde(default)]
+    pub roots: Vec<serde_bytes::ByteBuf>,
     pub stats: BuildStats,
 }
 
@@ -207,6 +211,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot> {
     }
     let root: DirNode =
         rmp_serde::from_slice(tree).map_err(|e| corrupt(path, format!("bad tree: {e}")))?;
+    root.check_order().map_err(|e| corrupt(path, e))?;
     Ok(Snapshot { header, root })
 }
 

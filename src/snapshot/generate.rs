@@ -62,6 +62,8 @@ pub struct Problem {
 /// The result of a walk.
 pub struct Built {
     pub root: DirNode,
+    /// Paths walked (existing includes and symlinked includes' targets).
+    pub roots: Vec<PathBuf>,
     pub problems: Vec<Problem>,
     /// Files whose content was read this time.
     pub files_read: u64,
@@ -138,6 +140,7 @@ pub fn build_tree(
     let files_read = walker.store_pending(&mut root)?;
     Ok(Built {
         root,
+        roots: walker.walked,
         problems: walker.problems,
         files_read,
         walk_secs,

@@ -8,6 +8,8 @@ pub mod exclude;
 pub mod format;
 pub mod generate;
 pub mod model;
+pub mod restore;
+pub mod retrieve;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,11 @@ pub fn backup(
             .iter()
             .map(|p| serde_bytes::ByteBuf::from(path_bytes(p)))
             .collect(),
+        roots: built
+            .roots
+            .iter()
+            .map(|p| serde_bytes::ByteBuf::from(path_bytes(p)))
+            .collect(),
         stats: BuildStats {
             counts: built.root.counts(),
             new_items: load(&session.new_items),
@@ -218,15 +225,11 @@ pub struct StorageStats {
     pub share: f64,
 }
 
-pub fn storage_stats(
-    spec: &ArchiveSpec,
-    name: &SnapshotName,
-    repo: &Repository,
-) -> Result<StorageStats> {
-    let snapshot = format::read_snapshot(&spec.snapshot_dir, name)?;
+pub fn storage_stats(dir: &Path, name: &SnapshotName, repo: &Repository) -> Result<StorageStats> {
+    let snapshot = format::read_snapshot(dir, name)?;
     let counts = snapshot.root.counts();
     let mut stats = StorageStats {
-        occupies: format::file_size(&spec.snapshot_dir, name),
+        occupies: format::file_size(dir, name),
         files: counts.files,
         links: counts.links,
         holds: counts.content_bytes,

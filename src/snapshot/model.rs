@@ -257,6 +257,26 @@ impl DirNode {
         }
     }
 
+    /// Checks that every directory's names are strictly increasing, so no
+    /// name appears twice (a crafted snapshot could otherwise place a
+    /// symlink and a directory under one name).
+    pub fn check_order(&self) -> Result<(), String> {
+        for pair in self.entries.windows(2) {
+            if pair[0].name >= pair[1].name {
+                return Err(format!(
+                    "entries `{}` and `{}` are out of order or repeated",
+                    pair[0].name, pair[1].name
+                ));
+            }
+        }
+        for e in &self.entries {
+            if let Node::Dir(d) = &e.node {
+                d.check_order()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every content token in the tree, once per file entry.
     pub fn tokens(&self) -> Vec<ContentToken> {
         let mut tokens = Vec::new();
