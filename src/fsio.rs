@@ -21,16 +21,52 @@ pub const TEMP_PREFIX: &str = "tmp.";
 /// How often an operation that failed with EBUSY (SMB share modes) is retried.
 const BUSY_RETRIES: u32 = 20;
 
-/// A fresh temp-file name: prefix, pid and a per-process counter, using only
-/// `[0-9a-z.]` so every file system accepts it unchanged.
+/// A fresh temp-file name: prefix, host, pid and a per-process counter,
+/// using only `[0-9a-z.-]` so every file system accepts it unchanged.
+/// Host and pid let `check` tell a dead local run's leftovers at once.
 pub fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        format!(
+            "{TEMP_PREFIX}{}.{}",
+            temp_host_tag(&host_name()),
+            std::process::id()
+        )
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{TEMP_PREFIX}{}.{n}.{nanos:x}", std::process::id())
+    format!("{prefix}.{n}.{nanos:x}")
+}
+
+/// The host as it appears in temp names: lowercase, `[0-9a-z-]`, short.
+fn temp_host_tag(host: &str) -> String {
+    host.chars()
+        .take(32)
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() { c } else { '-' }
+        })
+        .collect()
+}
+
+/// True when a temp name was made by a process of this host that is no
+/// longer running (its file can only be a leftover).
+pub fn temp_owner_is_dead(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX.as_bytes()) else {
+        return false;
+    };
+    let mut parts = rest.split(|&b| b == b'.');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let pid = std::str::from_utf8(pid)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok());
+    host == temp_host_tag(&host_name()).as_bytes() && pid.is_some_and(|p| !process_alive(p))
 }
 
 /// True for names produced by [`temp_name`].
@@ -378,7 +414,12 @@ mod tests {
         assert_ne!(a, b);
         assert!(
             a.bytes()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || c == b'.')
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || c == b'.' || c == b'-')
         );
+        assert!(!temp_owner_is_dead(a.as_bytes()), "we are alive");
+        let dead = format!("tmp.{}.{}.0.0", temp_host_tag(&host_name()), u32::MAX - 1);
+        assert!(temp_owner_is_dead(dead.as_bytes()));
+        let other_host = format!("tmp.elsewhere.{}.0.0", u32::MAX - 1);
+        assert!(!temp_owner_is_dead(other_host.as_bytes()));
     }
 }

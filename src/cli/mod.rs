@@ -21,6 +21,7 @@ macro_rules! outln {
 
 mod archive;
 mod backup;
+mod check;
 mod output;
 mod repo;
 mod restore;
@@ -40,6 +41,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 /// Exit status when the work finished but some files were skipped.
 pub const EXIT_SKIPPED: u8 = 3;
+/// Exit status of `check` when it found problems.
+pub const EXIT_PROBLEMS: u8 = 4;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,7 +53,7 @@ pub const EXIT_SKIPPED: u8 = 3;
         File contents go to a content repository, stored once per distinct \
         content as plain (gzip) files named by their hash; snapshot archives \
         record whole trees and refer to that content.",
-    after_help = "Exit status: 0 success, 1 error, 3 finished but some files were skipped."
+    after_help = "Exit status: 0 success, 1 error, 3 finished but some files were skipped, 4 check found problems."
 )]
 pub struct Cli {
     /// Seconds to wait for a repository locked by another run before giving up.
@@ -158,6 +161,13 @@ enum Command {
     ///
     /// Examples: epygibus compress -R home; epygibus compress -U -A docs --back 1
     Compress(repo::CompressArgs),
+    /// Verify that every snapshot's content is present and no reference
+    /// count is too low; --repair fixes what is safe to fix.
+    ///
+    /// Exit status 0 when all is well, 4 when problems were found.
+    ///
+    /// Examples: epygibus check -R home --read-data; epygibus check -A docs
+    Check(check::CheckArgs),
     /// Remove a repository lock that a crashed run or another machine left.
     ///
     /// Only do this when no other epygibus run uses the repository.
@@ -215,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(a) => repo::prune(&ctx, a, &command_line),
         Command::Compress(a) => repo::compress(&ctx, a, &command_line),
         Command::Unlock(a) => repo::unlock(&ctx, a),
+        Command::Check(a) => check::check(&ctx, a, &command_line),
         Command::New(a) => archive::new(&ctx, a),
         Command::Edit(a) => archive::edit(&ctx, a),
         Command::ListArchives(a) => archive::list_archives(&ctx, a),

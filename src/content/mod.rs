@@ -3,11 +3,13 @@
 //! pruned. It knows nothing of snapshots; they reach it only through the
 //! seed's five operations on a [`ContentToken`] (see [`Repository`]).
 
+mod check;
 mod lock;
 mod refcount;
 mod store;
 mod token;
 
+pub use check::{CheckOptions, CheckReport, Finding, report_temp_files_in};
 pub use lock::{LockError, LockHolder, LockWait, RepoLock};
 pub use refcount::{IndexDecodeError, IndexEntry, RefIndex, StoredForm};
 pub use store::ContentReader;
@@ -667,6 +669,43 @@ impl Repository {
         );
         fsio::write_new_file(&path, text.as_bytes()).map_err(io_err("write", &path))?;
         Ok(())
+    }
+
+    /// Snapshot directories registered by archives using this repository:
+    /// the path relative to the repository when it exists (the disk may be
+    /// mounted elsewhere now), else the absolute one. Unreachable ones are
+    /// returned too, so callers can say a check is incomplete.
+    pub fn registered_snapshot_dirs(&self) -> Vec<(String, PathBuf)> {
+        let dir = self.registry_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if fsio::is_temp_name(name.as_bytes()) {
+                continue;
+            }
+            let Ok(text) = fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let field = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
+                    .map(PathBuf::from)
+            };
+            let relative = field("relative").map(|r| self.dir.join(r));
+            let absolute = field("snapshot_dir");
+            let path = match (relative, absolute) {
+                (Some(r), _) if r.is_dir() => r,
+                (_, Some(a)) => a,
+                (Some(r), None) => r,
+                (None, None) => continue,
+            };
+            found.push((name.to_string_lossy().into_owned(), path));
+        }
+        found.sort();
+        found
     }
 
     /// The lock file's path (for `unlock`).

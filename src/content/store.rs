@@ -18,9 +18,9 @@ use crate::fsio::{self, TempFile};
 
 /// Bytes of input per gzip member and per read.
 pub const CHUNK: usize = 1 << 20;
-/// Chunks compressed at once for a large file: enough for both cores, and a
-/// bound on memory (2 × this × CHUNK).
-const CHUNKS_PER_BATCH: usize = 8;
+/// Chunks compressed at once for a large file: enough for two cores, and a
+/// bound on memory per storing thread (2 × this × CHUNK).
+const CHUNKS_PER_BATCH: usize = 2;
 /// libdeflate level: 6 is gzip's default ratio at about three times gzip's
 /// speed; measured in the benchmarks (issue 6) against levels 1 and 9.
 const GZIP_LEVEL: i32 = 6;

@@ -13,6 +13,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,6 +38,9 @@ pub struct BackupPlan<'a> {
     pub compare_inodes: bool,
     /// Read every file, trusting nothing from the previous snapshot.
     pub force_read: bool,
+    /// Directories never backed up, as (device, inode): the repository and
+    /// the snapshot directory, should an include contain them.
+    pub skip_dirs: Vec<(u64, u64)>,
 }
 
 /// Why an entry is missing from a snapshot.
@@ -349,6 +353,9 @@ impl<'a> Walker<'a> {
             if !is_include && excludes.excludes_dir(os_name, path) {
                 return false;
             }
+            if self.plan.skip_dirs.contains(&(meta.dev(), meta.ino())) {
+                return false;
+            }
             let prev_sub = as_dir(prev.and_then(|p| p.get(name.as_bytes())));
             let mut sub = DirNode {
                 attrs: Attrs::from_metadata(meta),
@@ -473,20 +480,21 @@ impl<'a> Walker<'a> {
     fn store_pending(&mut self, root: &mut DirNode) -> Result<u64, ContentError> {
         let repo = self.repo;
         let abort = AtomicBool::new(false);
-        let stored: Vec<Option<Result<ContentToken, ContentError>>> = self
-            .pending
-            .par_iter()
-            .map(|p| {
-                if p.same_as.is_some() || abort.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let result = repo.store_contents(&p.path);
-                if matches!(&result, Err(e) if !e.is_source_problem()) {
-                    abort.store(true, Ordering::Relaxed);
-                }
-                Some(result)
-            })
-            .collect();
+        let stored: Vec<Option<Result<ContentToken, ContentError>>> = store_pool().install(|| {
+            self.pending
+                .par_iter()
+                .map(|p| {
+                    if p.same_as.is_some() || abort.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let result = repo.store_contents(&p.path);
+                    if matches!(&result, Err(e) if !e.is_source_problem()) {
+                        abort.store(true, Ordering::Relaxed);
+                    }
+                    Some(result)
+                })
+                .collect()
+        });
         if abort.load(Ordering::Relaxed) {
             let first_failure = stored
                 .into_iter()
@@ -530,6 +538,21 @@ impl<'a> Walker<'a> {
         }
         Ok(files_read)
     }
+}
+
+/// Threads that store content: more than the cores, because much of a
+/// small file's cost is waiting for the disk (create, fsync, rename), and
+/// waits overlap. Memory stays bounded: each thread holds at most a few MiB.
+fn store_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((cores * 4).clamp(4, 16))
+            .thread_name(|i| format!("store-{i}"))
+            .build()
+            .expect("a thread pool can be built")
+    })
 }
 
 fn parent_dir_mut<'d>(root: &'d mut DirNode, names: &[FileName]) -> Option<&'d mut DirNode> {

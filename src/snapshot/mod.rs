@@ -10,8 +10,10 @@ pub mod generate;
 pub mod model;
 pub mod restore;
 pub mod retrieve;
+pub mod scan;
 
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -112,6 +114,11 @@ pub fn backup(
         keep_broken_soft_links: spec.keep_broken_soft_links,
         compare_inodes: spec.compare_inodes,
         force_read: options.force_read,
+        skip_dirs: [repo.dir(), spec.snapshot_dir.as_path()]
+            .iter()
+            .filter_map(|d| std::fs::metadata(d).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect(),
     };
     let prev = previous.as_ref().map(|s| (&s.root, s.header.started_ns));
     let built = generate::build_tree(repo, &plan, prev)?;

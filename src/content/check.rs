@@ -1,0 +1,288 @@
+//! Checking a repository against the references its snapshots make, and
+//! repairing what can be repaired without risk: counts that are too low are
+//! raised; counts that are too high are lowered only when the caller knows
+//! it has seen every snapshot; stale temp files and old orphans are removed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use super::refcount::StoredForm;
+use super::{CONTENT_DIR, ContentReader, ContentToken, Repository};
+use crate::fsio;
+
+/// Temp files and orphan content younger than this may belong to a run on
+/// another machine and are left alone.
+pub const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// One thing wrong, with the path it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// Referenced by snapshots but absent (no index entry or no file).
+    MissingContent { token: ContentToken, path: PathBuf },
+    /// The file does not decompress to its token's content.
+    DamagedContent { token: ContentToken, path: PathBuf },
+    /// Fewer references counted than snapshots make: content could be
+    /// pruned while still in use.
+    CountTooLow {
+        token: ContentToken,
+        counted: u64,
+        found: u64,
+    },
+    /// More counted than found: space that prune cannot reclaim.
+    CountTooHigh {
+        token: ContentToken,
+        counted: u64,
+        found: u64,
+    },
+    /// A temp file left by an interrupted run.
+    TempFile { path: PathBuf },
+    /// A content file the index does not know (a run died before saving
+    /// the index).
+    Orphan { path: PathBuf },
+    /// Content no snapshot references (prune removes it).
+    Unreferenced { token: ContentToken },
+}
+
+impl Finding {
+    /// Findings that are not damage: space to reclaim, not data at risk.
+    pub fn is_harmless(&self) -> bool {
+        matches!(
+            self,
+            Finding::CountTooHigh { .. } | Finding::Unreferenced { .. }
+        )
+    }
+}
+
+/// What `check` found and, with repair, what it fixed.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    pub items_checked: u64,
+    pub repaired: Vec<String>,
+}
+
+/// How thorough a check is and what it may change.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckOptions {
+    /// Decompress every referenced content file and compare with its token.
+    pub read_data: bool,
+    /// Raise low counts, remove stale temp files and old orphans.
+    pub repair: bool,
+    /// The references given are all there are (every snapshot directory
+    /// using the repository was read): counts may be lowered to match, and
+    /// unreferenced content is reported.
+    pub complete: bool,
+}
+
+impl Repository {
+    /// Compares the index with `refs` (token → number of snapshot entries
+    /// using it) and the files on disk.
+    pub fn check(&self, refs: &HashMap<ContentToken, u64>, opts: CheckOptions) -> CheckReport {
+        let mut report = CheckReport::default();
+        self.check_counts(refs, opts, &mut report);
+        self.check_files(refs, opts, &mut report);
+        self.check_temp_files(opts, &mut report);
+        report
+    }
+
+    fn check_counts(
+        &self,
+        refs: &HashMap<ContentToken, u64>,
+        opts: CheckOptions,
+        report: &mut CheckReport,
+    ) {
+        let mut index = self.index();
+        for (token, &found) in refs {
+            let counted = index.entries.get(token).map_or(0, |e| e.refs);
+            if counted < found {
+                report.findings.push(Finding::CountTooLow {
+                    token: *token,
+                    counted,
+                    found,
+                });
+                if opts.repair
+                    && let Some(e) = index.entries.get_mut(token)
+                {
+                    e.refs = found;
+                    e.zero_since = 0;
+                    self.dirty.store(true, Ordering::SeqCst);
+                    report.repaired.push(format!(
+                        "raised the count of {token} from {counted} to {found}"
+                    ));
+                }
+            }
+        }
+        if !opts.complete {
+            return;
+        }
+        let now = crate::clock::now_secs().max(1) as u64;
+        for (token, e) in index.entries.iter_mut() {
+            let found = refs.get(token).copied().unwrap_or(0);
+            if e.refs > found {
+                report.findings.push(Finding::CountTooHigh {
+                    token: *token,
+                    counted: e.refs,
+                    found,
+                });
+                if opts.repair {
+                    report.repaired.push(format!(
+                        "lowered the count of {token} from {} to {found}",
+                        e.refs
+                    ));
+                    e.refs = found;
+                    if found == 0 {
+                        e.zero_since = now;
+                    }
+                    self.dirty.store(true, Ordering::SeqCst);
+                }
+            }
+            if found == 0 {
+                report
+                    .findings
+                    .push(Finding::Unreferenced { token: *token });
+            }
+        }
+    }
+
+    /// Every referenced token must have a file (and, with read_data, the
+    /// right bytes); files the index lacks are orphans.
+    fn check_files(
+        &self,
+        refs: &HashMap<ContentToken, u64>,
+        opts: CheckOptions,
+        report: &mut CheckReport,
+    ) {
+        let entries: Vec<(ContentToken, StoredForm)> = self
+            .index()
+            .entries
+            .iter()
+            .map(|(t, e)| (*t, e.form))
+            .collect();
+        let on_disk = self.content_files();
+        let known: HashSet<ContentToken> = entries.iter().map(|(t, _)| *t).collect();
+        for token in refs.keys() {
+            let form = entries
+                .iter()
+                .find(|(t, _)| t == token)
+                .map_or(StoredForm::Gzip, |(_, f)| *f);
+            if !known.contains(token) || !on_disk.contains_key(token) {
+                report.findings.push(Finding::MissingContent {
+                    token: *token,
+                    path: self.content_path(token, form),
+                });
+                continue;
+            }
+            report.items_checked += 1;
+            if opts.read_data && !self.content_matches(token, form) {
+                report.findings.push(Finding::DamagedContent {
+                    token: *token,
+                    path: self.content_path(token, form),
+                });
+            }
+        }
+        for (token, paths) in &on_disk {
+            if known.contains(token) {
+                continue;
+            }
+            for path in paths {
+                report.findings.push(Finding::Orphan { path: path.clone() });
+                let stale = opts.repair && older_than(path, STALE_AFTER);
+                if stale && fsio::remove_file_if_exists(path).is_ok() {
+                    report
+                        .repaired
+                        .push(format!("removed orphan {}", path.display()));
+                }
+            }
+        }
+    }
+
+    fn content_matches(&self, token: &ContentToken, form: StoredForm) -> bool {
+        let Some((file, form)) = self.find_content_file(token, form) else {
+            return false;
+        };
+        let mut reader = ContentReader::new(file, form);
+        super::hash_reader(&mut reader).is_ok_and(|t| t == *token)
+    }
+
+    /// Content files on disk, by token (a token may have both forms).
+    fn content_files(&self) -> HashMap<ContentToken, Vec<PathBuf>> {
+        let mut files: HashMap<ContentToken, Vec<PathBuf>> = HashMap::new();
+        let Ok(fans) = fs::read_dir(self.dir.join(CONTENT_DIR)) else {
+            return files;
+        };
+        for fan in fans.flatten() {
+            let Ok(entries) = fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let stem = name
+                    .as_bytes()
+                    .strip_suffix(b".gz")
+                    .unwrap_or(name.as_bytes());
+                let token = std::str::from_utf8(stem)
+                    .ok()
+                    .and_then(|s| s.parse::<ContentToken>().ok());
+                if let Some(token) = token {
+                    files.entry(token).or_default().push(entry.path());
+                }
+            }
+        }
+        files
+    }
+
+    /// Temp files anywhere in the repository. Ours from dead processes
+    /// on this host are stale at once; others after [`STALE_AFTER`].
+    fn check_temp_files(&self, opts: CheckOptions, report: &mut CheckReport) {
+        let mut dirs = vec![self.dir.clone(), self.dir.join(super::REGISTRY_DIR)];
+        if let Ok(fans) = fs::read_dir(self.dir.join(CONTENT_DIR)) {
+            dirs.extend(fans.flatten().map(|f| f.path()));
+        }
+        for dir in dirs {
+            report_temp_files_in(&dir, opts.repair, report);
+        }
+    }
+}
+
+/// Reports (and with `repair` removes, when stale) temp files in `dir`.
+pub fn report_temp_files_in(dir: &Path, repair: bool, report: &mut CheckReport) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !fsio::is_temp_name(name.as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        report
+            .findings
+            .push(Finding::TempFile { path: path.clone() });
+        let stale = fsio::temp_owner_is_dead(name.as_bytes()) || older_than(&path, STALE_AFTER);
+        if repair && stale && remove_any(&path) {
+            report
+                .repaired
+                .push(format!("removed temp file {}", path.display()));
+        }
+    }
+}
+
+fn remove_any(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).is_ok(),
+        Ok(_) => fsio::remove_file_if_exists(path).is_ok(),
+        Err(_) => true,
+    }
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|d| d >= age)
+}
