@@ -119,11 +119,31 @@ impl TempFile {
 
     /// Flushes to stable storage and renames to `final_path`, which must not
     /// exist. Returns `Ok(false)` (and removes the temp file) when it does.
-    pub fn commit(mut self, final_path: &Path) -> io::Result<bool> {
+    pub fn commit(self, final_path: &Path) -> io::Result<bool> {
+        self.commit_with(final_path, Durability::EachFile, |_| true)
+    }
+
+    /// Renames to `final_path` (flushing first unless `durability` is
+    /// batched: the caller then syncs the file system before relying on it).
+    /// When `final_path` exists and `intact` says it is not what this temp
+    /// file holds (a crash left it incomplete), it is replaced; otherwise the
+    /// temp file is dropped and `Ok(false)` returned.
+    pub fn commit_with(
+        mut self,
+        final_path: &Path,
+        durability: Durability,
+        intact: impl FnOnce(&Path) -> bool,
+    ) -> io::Result<bool> {
         let file = self.file.take().expect("temp file committed twice");
-        sync_file(&file)?;
+        if durability == Durability::EachFile {
+            sync_file(&file)?;
+        }
         drop(file);
-        let renamed = rename_no_replace(&self.path, final_path)?;
+        let mut renamed = rename_no_replace(&self.path, final_path)?;
+        if !renamed && !intact(final_path) {
+            remove_file_if_exists(final_path)?;
+            renamed = rename_no_replace(&self.path, final_path)?;
+        }
         if !renamed {
             remove_file_if_exists(&self.path)?;
         }
@@ -131,6 +151,39 @@ impl TempFile {
         self.path = PathBuf::new();
         Ok(renamed)
     }
+}
+
+/// How new content files are made durable before anything refers to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync every file before its rename (network and FUSE file systems,
+    /// where only fsync reaches the server).
+    EachFile,
+    /// One syncfs before the index that refers to them is written (local
+    /// journaling file systems, where syncfs flushes everything at once).
+    Batched,
+}
+
+/// Batched on local file systems whose syncfs is known to flush all data,
+/// per file everywhere else.
+pub fn durability_of(dir: &Path) -> Durability {
+    const LOCAL: [u64; 5] = [
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0xF2F5_2010, // f2fs
+    ];
+    match rustix::fs::statfs(dir) {
+        Ok(st) if LOCAL.contains(&(st.f_type as u64)) => Durability::Batched,
+        _ => Durability::EachFile,
+    }
+}
+
+/// Flushes the whole file system holding `dir` (syncfs).
+pub fn sync_fs(dir: &Path) -> io::Result<()> {
+    let file = File::open(dir)?;
+    rustix::fs::syncfs(&file).map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
 }
 
 impl Write for TempFile {
@@ -396,6 +449,25 @@ mod tests {
             .filter(|n| is_temp_name(n.as_bytes()))
             .collect();
         assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn damaged_final_file_is_replaced_intact_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"").unwrap();
+        let mut t = TempFile::create_in(dir.path()).unwrap();
+        t.write_all(b"full").unwrap();
+        assert!(
+            t.commit_with(&path, Durability::Batched, |_| false)
+                .unwrap()
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"full");
+        let mut t = TempFile::create_in(dir.path()).unwrap();
+        t.write_all(b"other").unwrap();
+        assert!(!t.commit_with(&path, Durability::Batched, |_| true).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"full");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

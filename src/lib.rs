@@ -10,5 +10,6 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod fsio;
+pub mod progress;
 pub mod setup;
 pub mod snapshot;

@@ -7,13 +7,14 @@ use std::process::Command as Process;
 use anyhow::{Context as _, bail};
 use clap::{ArgGroup, Args};
 
-use super::output::{Table, size};
+use super::output::{Table, print_json, rfc3339_ns, size};
 use super::{Context, EXIT_OK};
 use crate::clock::human_duration;
 use crate::config::{ArchiveSpec, Config, ListFile, Name, parse_list};
 use crate::setup::{self, NewArchive};
 use crate::snapshot::exclude::Excludes;
 use crate::snapshot::{self, format};
+use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
 pub struct NewArgs {
@@ -76,13 +77,20 @@ pub struct EditArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ListArchivesArgs {}
+pub struct ListArchivesArgs {
+    /// Print one JSON document (schema: docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
 
 #[derive(Args, Debug)]
-pub struct ArchiveArg {
+pub struct ShowArgs {
     /// Archive name (see `epygibus la`).
     #[arg(short = 'A', long = "archive", value_name = "NAME")]
     pub archive: String,
+    /// Print one JSON document (schema: docs/json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Reads an archive's spec by name.
@@ -219,37 +227,67 @@ fn validate_list(list: ListFile, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn list_archives(ctx: &Context, _args: ListArchivesArgs) -> anyhow::Result<u8> {
+pub fn list_archives(ctx: &Context, args: ListArchivesArgs) -> anyhow::Result<u8> {
     let mut t = Table::new(&["NAME", "REPO", "SNAPSHOTS", "SNAPSHOT DIRECTORY"]);
+    let mut rows = Vec::new();
     for name in ctx.config.archive_names()? {
         match ctx.config.archive(&name) {
             Ok(spec) => {
-                let count = snapshot::snapshots(&spec)
-                    .map(|s| s.len().to_string())
-                    .unwrap_or_else(|_| "?".into());
+                let count = snapshot::snapshots(&spec).ok().map(|s| s.len());
                 t.row(vec![
                     name.to_string(),
                     spec.repo.to_string(),
-                    count,
+                    count.map_or_else(|| "?".into(), |c| c.to_string()),
                     spec.snapshot_dir.display().to_string(),
                 ]);
+                rows.push(json!({
+                    "name": name.as_str(),
+                    "repository": spec.repo.as_str(),
+                    "snapshot_dir": spec.snapshot_dir.display().to_string(),
+                    "snapshots": count,
+                }));
             }
-            Err(e) => t.row(vec![name.to_string(), format!("(unreadable spec: {e})")]),
+            Err(e) => {
+                t.row(vec![name.to_string(), format!("(unreadable spec: {e})")]);
+                rows.push(json!({"name": name.as_str(), "error": e.to_string()}));
+            }
         }
     }
-    out!("{}", t.render());
+    if args.json {
+        print_json(&json!({ "archives": rows }));
+    } else {
+        out!("{}", t.render());
+    }
     Ok(EXIT_OK)
 }
 
-pub fn show(ctx: &Context, args: ArchiveArg) -> anyhow::Result<u8> {
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
     let spec = archive_spec(&ctx.config, &args.archive)?;
+    let names = snapshot::snapshots(&spec)?;
+    if args.json {
+        let path_text = |p: &PathBuf| p.display().to_string();
+        print_json(&json!({
+            "archive": spec.name.as_str(),
+            "repository": spec.repo.as_str(),
+            "snapshot_dir": path_text(&spec.snapshot_dir),
+            "compress": spec.compress,
+            "keep_broken_soft_links": spec.keep_broken_soft_links,
+            "compare_inodes": spec.compare_inodes,
+            "includes": spec.includes.iter().map(path_text).collect::<Vec<_>>(),
+            "excluded_dirs": spec.excluded_dirs,
+            "excluded_files": spec.excluded_files,
+            "snapshots": names.iter().map(|n| snapshot_json(&spec.snapshot_dir, n, true)).collect::<Vec<_>>(),
+        }));
+        return Ok(EXIT_OK);
+    }
     outln!("Archive:            {}", spec.name);
     outln!("Repository:         {}", spec.repo);
     outln!("Snapshot directory: {}", spec.snapshot_dir.display());
-    outln!(
-        "Compressed:         {}",
-        if spec.compress { "yes" } else { "no" }
-    );
+    outln!("Compressed:         {}", yes_no(spec.compress));
     outln!(
         "Broken symlinks:    {}",
         if spec.keep_broken_soft_links {
@@ -258,10 +296,7 @@ pub fn show(ctx: &Context, args: ArchiveArg) -> anyhow::Result<u8> {
             "skipped"
         }
     );
-    outln!(
-        "Compare inodes:     {}",
-        if spec.compare_inodes { "yes" } else { "no" }
-    );
+    outln!("Compare inodes:     {}", yes_no(spec.compare_inodes));
     outln!("Includes:");
     for p in &spec.includes {
         outln!("  {}", p.display());
@@ -277,12 +312,52 @@ pub fn show(ctx: &Context, args: ArchiveArg) -> anyhow::Result<u8> {
             }
         }
     }
-    let names = snapshot::snapshots(&spec)?;
     outln!("Snapshots: {}", names.len());
     if !names.is_empty() {
         out!("{}", build_stats_table(&spec.snapshot_dir, &names).render());
     }
     Ok(EXIT_OK)
+}
+
+/// A snapshot as JSON: name, time, compression, and (when asked) its
+/// build statistics from the header.
+pub fn snapshot_json(dir: &std::path::Path, name: &format::SnapshotName, build: bool) -> Value {
+    let mut v = json!({
+        "name": name.stamp(),
+        "time": crate::clock::Civil::from_unix(name.secs).rfc3339(),
+        "compressed": name.compressed,
+    });
+    if build {
+        v["build_stats"] = match format::read_header(dir, name) {
+            Ok(h) => build_stats_json(&h),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+    }
+    v
+}
+
+/// The build statistics of a snapshot header.
+pub fn build_stats_json(h: &format::Header) -> Value {
+    let s = &h.stats;
+    json!({
+        "started": rfc3339_ns(h.started_ns),
+        "finished": rfc3339_ns(h.finished_ns),
+        "files": s.counts.files,
+        "links": s.counts.links,
+        "dirs": s.counts.dirs,
+        "content_bytes": s.counts.content_bytes,
+        "files_read": s.files_read,
+        "new_items": s.new_items,
+        "new_content_bytes": s.new_content_bytes,
+        "new_stored_bytes": s.new_stored_bytes,
+        "skipped": s.skipped,
+        "seconds": {
+            "walk": s.walk_secs,
+            "store": s.store_secs,
+            "write": s.write_secs,
+            "total": s.elapsed_secs,
+        },
+    })
 }
 
 /// One row per snapshot with its build statistics (header only).

@@ -2,7 +2,8 @@
 
 use clap::{ArgGroup, Args};
 
-use super::archive::{archive_spec, build_stats_table};
+use super::archive::{archive_spec, build_stats_json, build_stats_table, snapshot_json};
+use super::output::print_json;
 use super::output::{Table, size};
 use super::restore::{Source, SourceArgs};
 use super::{Context, EXIT_ERROR, EXIT_OK, EXIT_SKIPPED};
@@ -11,6 +12,7 @@ use crate::config::ArchiveSpec;
 use crate::content::{Access, Repository};
 use crate::snapshot::generate::ProblemKind;
 use crate::snapshot::{self, BackupOptions, BackupReport, format};
+use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("compression").args(["uncompressed", "compressed"])))]
@@ -33,6 +35,9 @@ pub struct BuArgs {
     /// Read every file again instead of trusting unchanged size and times.
     #[arg(long = "force-read", alias = "force_read")]
     force_read: bool,
+    /// With --stats: print one JSON document instead (docs/json.md).
+    #[arg(long, requires = "stats")]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +54,9 @@ pub struct LssArgs {
     /// Show the storage each snapshot uses.
     #[arg(long = "storage-stats", alias = "storage_stats")]
     storage_stats: bool,
+    /// Print one JSON document (schema: docs/json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -82,14 +90,22 @@ fn lock_repo(ctx: &Context, spec: &ArchiveSpec, command: &str) -> anyhow::Result
 
 pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
     let mut status = EXIT_OK;
+    let mut reports = Vec::new();
     for archive in &args.archives {
         match bu_one(ctx, &args, archive, command) {
-            Ok(code) => status = status.max(code),
+            Ok((code, report)) => {
+                status = status.max(code);
+                reports.push(report);
+            }
             Err(e) => {
                 eprintln!("epygibus: error: archive `{archive}`: {e:#}");
+                reports.push(json!({"archive": archive, "error": format!("{e:#}")}));
                 status = EXIT_ERROR;
             }
         }
+    }
+    if args.json {
+        print_json(&json!({ "backups": reports }));
     }
     // An error outranks skipped files.
     Ok(if status == EXIT_ERROR {
@@ -99,7 +115,12 @@ pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
     })
 }
 
-fn bu_one(ctx: &Context, args: &BuArgs, archive: &str, command: &str) -> anyhow::Result<u8> {
+fn bu_one(
+    ctx: &Context,
+    args: &BuArgs,
+    archive: &str,
+    command: &str,
+) -> anyhow::Result<(u8, Value)> {
     let spec = archive_spec(&ctx.config, archive)?;
     let repo = lock_repo(ctx, &spec, command)?;
     let options = BackupOptions {
@@ -110,7 +131,8 @@ fn bu_one(ctx: &Context, args: &BuArgs, archive: &str, command: &str) -> anyhow:
         },
         force_read: args.force_read,
     };
-    let report = snapshot::backup(&spec, &repo, options)?;
+    let bar = super::progress::Bar::new(args.quiet);
+    let report = snapshot::backup(&spec, &repo, options, &bar)?;
     drop(repo);
     if let Some(why) = &report.previous_unusable {
         eprintln!(
@@ -128,10 +150,31 @@ fn bu_one(ctx: &Context, args: &BuArgs, archive: &str, command: &str) -> anyhow:
             }
         }
     }
-    if args.stats {
+    if args.stats && !args.json {
         print_bu_stats(&spec, &report);
     }
-    Ok(if skipped { EXIT_SKIPPED } else { EXIT_OK })
+    let problems: Vec<Value> = report
+        .problems
+        .iter()
+        .map(|p| {
+            json!({
+                "path": p.path.display().to_string(),
+                "kind": match p.kind {
+                    ProblemKind::BrokenLink => "broken_link",
+                    ProblemKind::MissingInclude => "missing_include",
+                    ProblemKind::Skipped => "skipped",
+                },
+                "message": p.message,
+            })
+        })
+        .collect();
+    let mut value = build_stats_json(&report.header);
+    value["archive"] = json!(spec.name.as_str());
+    value["snapshot"] = json!(report.name.stamp());
+    value["compressed"] = json!(report.name.compressed);
+    value["size_on_disk"] = json!(report.size_on_disk);
+    value["problems"] = json!(problems);
+    Ok((if skipped { EXIT_SKIPPED } else { EXIT_OK }, value))
 }
 
 fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
@@ -173,15 +216,45 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
     if args.newest_first {
         names.reverse();
     }
-    if args.build_stats {
+    let repo = if args.storage_stats {
+        Some(source.open_repo_read_only()?)
+    } else {
+        None
+    };
+    if args.json {
+        let rows: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                let mut v = snapshot_json(dir, name, args.build_stats);
+                if let Some(repo) = &repo {
+                    v["storage_stats"] = match snapshot::storage_stats(dir, name, repo) {
+                        Ok(s) => json!({
+                            "occupies": s.occupies,
+                            "files": s.files,
+                            "links": s.links,
+                            "holds": s.holds,
+                            "content_items": s.content_items,
+                            "stored_bytes": s.stored_bytes,
+                            "share_bytes": s.share.round() as u64,
+                        }),
+                        Err(e) => json!({ "error": e.to_string() }),
+                    };
+                }
+                v
+            })
+            .collect();
+        print_json(&json!({
+            "snapshot_dir": dir.display().to_string(),
+            "snapshots": rows,
+        }));
+    } else if args.build_stats {
         out!("{}", build_stats_table(dir, &names).render());
-    } else if args.storage_stats {
-        let repo = source.open_repo_read_only()?;
+    } else if let Some(repo) = &repo {
         let mut t = Table::new(&[
             "SNAPSHOT", "OCCUPIES", "FILES", "LINKS", "HOLDS", "ITEMS", "STORED", "SHARE",
         ]);
         for name in &names {
-            match snapshot::storage_stats(dir, name, &repo) {
+            match snapshot::storage_stats(dir, name, repo) {
                 Ok(s) => t.row(vec![
                     name.stamp(),
                     size(s.occupies),

@@ -23,6 +23,7 @@ mod archive;
 mod backup;
 mod check;
 mod output;
+mod progress;
 mod repo;
 mod restore;
 
@@ -30,7 +31,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::content::{LockHolder, LockWait};
@@ -95,7 +96,7 @@ enum Command {
     /// Show an archive's spec and its snapshots with their statistics.
     ///
     /// Example: epygibus show -A docs
-    Show(archive::ArchiveArg),
+    Show(archive::ShowArgs),
     /// Back up: take a snapshot of each archive given, in order.
     ///
     /// Files whose size and times are unchanged since the previous snapshot
@@ -142,12 +143,12 @@ enum Command {
     ///
     /// Example: epygibus repo_stats -R home
     #[command(name = "repo_stats", alias = "repo-stats")]
-    RepoStats(repo::RepoArg),
+    RepoStats(repo::RepoReportArgs),
     /// List every content item: token, references, size, stored size.
     ///
     /// Example: epygibus list_content_items -R home
     #[command(name = "list_content_items", alias = "list-content-items")]
-    ListContentItems(repo::RepoArg),
+    ListContentItems(repo::RepoReportArgs),
     /// Remove content that no snapshot references any more.
     ///
     /// Example: epygibus prune -R home
@@ -168,6 +169,18 @@ enum Command {
     ///
     /// Examples: epygibus check -R home --read-data; epygibus check -A docs
     Check(check::CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: epygibus completions bash > ~/.local/share/bash-completion/completions/epygibus
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these definitions.
+    ///
+    /// Example: epygibus man > ~/.local/share/man/man1/epygibus.1
+    Man,
     /// Remove a repository lock that a crashed run or another machine left.
     ///
     /// Only do this when no other epygibus run uses the repository.
@@ -226,6 +239,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Compress(a) => repo::compress(&ctx, a, &command_line),
         Command::Unlock(a) => repo::unlock(&ctx, a),
         Command::Check(a) => check::check(&ctx, a, &command_line),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "epygibus", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(EXIT_OK)
+        }
         Command::New(a) => archive::new(&ctx, a),
         Command::Edit(a) => archive::edit(&ctx, a),
         Command::ListArchives(a) => archive::list_archives(&ctx, a),
@@ -281,7 +307,6 @@ fn command_line() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn seed_short_excludes_are_accepted() {

@@ -15,6 +15,17 @@ pub fn size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Prints one JSON document on stdout (pretty, newline-terminated).
+pub fn print_json(value: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
+    outln!("{text}");
+}
+
+/// Unix nanoseconds as RFC 3339 UTC (whole seconds), for JSON.
+pub fn rfc3339_ns(ns: i64) -> String {
+    crate::clock::Civil::from_unix(ns.div_euclid(1_000_000_000)).rfc3339()
+}
+
 /// A table printed with columns aligned; numeric-looking columns are
 /// right-aligned.
 pub struct Table {

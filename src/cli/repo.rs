@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::output::{Table, size};
+use super::output::{Table, print_json, size};
 use super::{Context, EXIT_OK};
 use crate::config::Name;
 use crate::content::{Access, RepoLock, Repository, StoredForm};
 use crate::setup;
+use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct NewRepoArgs {
@@ -26,7 +27,22 @@ pub struct NewRepoArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ListReposArgs {}
+pub struct ListReposArgs {
+    /// Print one JSON document (schema: docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A listing of one repository.
+#[derive(Args, Debug)]
+pub struct RepoReportArgs {
+    /// Repository name (see `epygibus lr`).
+    #[arg(short = 'R', long = "repo", value_name = "NAME")]
+    repo: String,
+    /// Print one JSON document (schema: docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
 
 #[derive(Args, Debug)]
 pub struct RepoArg {
@@ -80,22 +96,49 @@ pub fn open_repo(ctx: &Context, name: &str, access: Access) -> anyhow::Result<(N
     Ok((name, repo))
 }
 
-pub fn list_repos(ctx: &Context, _args: ListReposArgs) -> anyhow::Result<u8> {
+pub fn list_repos(ctx: &Context, args: ListReposArgs) -> anyhow::Result<u8> {
     let mut table = Table::new(&["NAME", "LOCATION"]);
+    let mut rows = Vec::new();
     for name in ctx.config.repo_names()? {
-        let location = match ctx.config.repo(&name) {
-            Ok(spec) => spec.path.display().to_string(),
-            Err(e) => format!("(unreadable spec: {e})"),
+        let (location, error) = match ctx.config.repo(&name) {
+            Ok(spec) => (Some(spec.path.display().to_string()), None),
+            Err(e) => (None, Some(e.to_string())),
         };
-        table.row(vec![name.to_string(), location]);
+        let shown = location
+            .clone()
+            .unwrap_or_else(|| format!("(unreadable spec: {})", error.clone().unwrap_or_default()));
+        table.row(vec![name.to_string(), shown]);
+        rows.push(json!({"name": name.as_str(), "path": location, "error": error}));
     }
-    out!("{}", table.render());
+    if args.json {
+        print_json(&json!({ "repositories": rows }));
+    } else {
+        out!("{}", table.render());
+    }
     Ok(EXIT_OK)
 }
 
-pub fn repo_stats(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
+pub fn repo_stats(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
     let (name, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
     let s = repo.stats();
+    if args.json {
+        print_json(&json!({
+            "repository": name.as_str(),
+            "path": repo.dir().display().to_string(),
+            "referenced": {
+                "items": s.referenced_items,
+                "references": s.references,
+                "content_bytes": s.referenced_content_bytes,
+                "stored_bytes": s.referenced_stored_bytes,
+            },
+            "unreferenced": {
+                "items": s.unreferenced_items,
+                "content_bytes": s.unreferenced_content_bytes,
+                "stored_bytes": s.unreferenced_stored_bytes,
+            },
+        }));
+        return Ok(EXIT_OK);
+    }
     outln!("Repository `{name}` at {}", repo.dir().display());
     let mut t = Table::new(&["", "ITEMS", "REFERENCES", "CONTENT", "STORED"]);
     t.row(vec![
@@ -116,20 +159,40 @@ pub fn repo_stats(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub fn list_content_items(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
-    let (_, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
+fn form_name(form: StoredForm) -> &'static str {
+    match form {
+        StoredForm::Gzip => "gzip",
+        StoredForm::Plain => "plain",
+    }
+}
+
+pub fn list_content_items(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
+    let (name, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
+    let items = repo.items();
+    if args.json {
+        let rows: Vec<_> = items
+            .iter()
+            .map(|(token, e)| {
+                json!({
+                    "token": token.to_hex(),
+                    "references": e.refs,
+                    "size": e.size,
+                    "stored_size": e.stored_size,
+                    "form": form_name(e.form),
+                })
+            })
+            .collect();
+        print_json(&json!({ "repository": name.as_str(), "items": rows }));
+        return Ok(EXIT_OK);
+    }
     let mut t = Table::new(&["TOKEN", "REFS", "SIZE", "STORED", "FORM"]);
-    for (token, e) in repo.items() {
-        let form = match e.form {
-            StoredForm::Gzip => "gzip",
-            StoredForm::Plain => "plain",
-        };
+    for (token, e) in items {
         t.row(vec![
             token.to_hex(),
             e.refs.to_string(),
             e.size.to_string(),
             e.stored_size.to_string(),
-            form.into(),
+            form_name(e.form).into(),
         ]);
     }
     out!("{}", t.render());

@@ -71,6 +71,12 @@ pub struct RestoreArgs {
     /// Print counts, bytes and time.
     #[arg(long)]
     stats: bool,
+    /// With --stats: print one JSON document instead (docs/json.md).
+    #[arg(long, requires = "stats")]
+    json: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +104,12 @@ pub struct ExtractArgs {
     /// Print counts, bytes and time.
     #[arg(long)]
     stats: bool,
+    /// With --stats: print one JSON document instead (docs/json.md).
+    #[arg(long, requires = "stats")]
+    json: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -240,14 +252,15 @@ pub fn restore(ctx: &Context, args: RestoreArgs, command: &str) -> anyhow::Resul
         retrieve::lookup(&snapshot, &stamp, path, *want)?;
     }
     let repo = source.open_repo(ctx, command)?;
+    let bar = super::progress::Bar::new(args.quiet);
     let report = match &wanted {
         Some((path, want)) => {
             let node = retrieve::lookup(&snapshot, &stamp, path, *want)?;
-            retrieve::restore_path(&repo, &snapshot, node, path, &opts)?
+            retrieve::restore_path(&repo, &snapshot, node, path, &opts, &bar)?
         }
-        None => retrieve::restore_all(&repo, &snapshot, &opts)?,
+        None => retrieve::restore_all(&repo, &snapshot, &opts, &bar)?,
     };
-    Ok(finish(&report, args.stats, started, "Restored"))
+    Ok(finish(&report, args.stats, args.json, started, "Restored"))
 }
 
 pub fn extract(ctx: &Context, args: ExtractArgs, command: &str) -> anyhow::Result<u8> {
@@ -266,12 +279,21 @@ pub fn extract(ctx: &Context, args: ExtractArgs, command: &str) -> anyhow::Resul
     };
     let opts = restore_options(args.overwrite);
     let repo = source.open_repo(ctx, command)?;
-    let report = retrieve::extract(&repo, node, &path, &into, args.with_name.as_deref(), &opts)?;
-    Ok(finish(&report, args.stats, started, "Extracted"))
+    let bar = super::progress::Bar::new(args.quiet);
+    let report = retrieve::extract(
+        &repo,
+        node,
+        &path,
+        &into,
+        args.with_name.as_deref(),
+        &opts,
+        &bar,
+    )?;
+    Ok(finish(&report, args.stats, args.json, started, "Extracted"))
 }
 
 /// Reports problems and moved-aside files; returns the exit status.
-fn finish(report: &RestoreReport, stats: bool, started: Instant, verb: &str) -> u8 {
+fn finish(report: &RestoreReport, stats: bool, json: bool, started: Instant, verb: &str) -> u8 {
     for (from, to) in &report.moved_aside {
         eprintln!(
             "epygibus: moved {} aside to {}",
@@ -282,7 +304,26 @@ fn finish(report: &RestoreReport, stats: bool, started: Instant, verb: &str) -> 
     for p in &report.problems {
         eprintln!("epygibus: {p}");
     }
-    if stats {
+    if json {
+        let moved: Vec<_> = report
+            .moved_aside
+            .iter()
+            .map(|(from, to)| {
+                serde_json::json!({"from": from.display().to_string(), "to": to.display().to_string()})
+            })
+            .collect();
+        super::output::print_json(&serde_json::json!({
+            "files": report.files,
+            "bytes": report.bytes,
+            "dirs": report.dirs,
+            "links": report.links,
+            "hard_links": report.hard_links,
+            "unchanged": report.unchanged,
+            "moved_aside": moved,
+            "problems": report.problems,
+            "seconds": started.elapsed().as_secs_f64(),
+        }));
+    } else if stats {
         outln!(
             "{verb} {} files ({}), {} directories, {} symlinks, {} hard links; {} files already up to date; {} problems; time {}",
             report.files,

@@ -168,6 +168,10 @@ pub struct Repository {
     prefer: StoredForm,
     index: Mutex<RefIndex>,
     dirty: AtomicBool,
+    durability: fsio::Durability,
+    /// Content files were renamed into place without fsync; the file system
+    /// must be synced before an index refers to them.
+    unsynced: AtomicBool,
     pub session: SessionCounters,
     _lock: Option<RepoLock>,
 }
@@ -238,6 +242,8 @@ impl Repository {
             prefer,
             index: Mutex::new(index),
             dirty: AtomicBool::new(false),
+            durability: fsio::durability_of(dir),
+            unsynced: AtomicBool::new(false),
             session: SessionCounters::default(),
             _lock: lock,
         })
@@ -299,7 +305,11 @@ impl Repository {
         let (form, bytes) = store::encode_small(data, self.prefer);
         let final_path = self.content_path(&token, form);
         let dir = self.fan_out_dir(&token);
-        store::write_small(&dir, &final_path, &bytes).map_err(io_err("write", &final_path))?;
+        self.note_unsynced();
+        store::write_small(&dir, &final_path, &bytes, self.durability, |p| {
+            self.file_holds(p, form, &token)
+        })
+        .map_err(io_err("write", &final_path))?;
         self.record_new(token, data.len() as u64, form, bytes.len() as u64);
         Ok(token)
     }
@@ -327,12 +337,33 @@ impl Repository {
             return Err(ContentError::ChangedWhileReading(path.to_owned()));
         }
         let final_path = self.content_path(&token, written.form);
+        self.note_unsynced();
         written
             .temp
-            .commit(&final_path)
+            .commit_with(&final_path, self.durability, |p| {
+                self.file_holds(p, written.form, &token)
+            })
             .map_err(io_err("write", &final_path))?;
         self.record_new(token, written.size, written.form, written.stored_size);
         Ok(token)
+    }
+
+    fn note_unsynced(&self) {
+        if self.durability == fsio::Durability::Batched {
+            self.unsynced.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True when the content file at `path` (in `form`) holds exactly the
+    /// content of `token`. Used only when a file we are about to create
+    /// exists already without an index entry: a run that crashed before
+    /// syncing may have left it incomplete.
+    fn file_holds(&self, path: &Path, form: StoredForm, token: &ContentToken) -> bool {
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        let mut reader = ContentReader::new(file, form);
+        hash_reader(&mut reader).is_ok_and(|t| t == *token)
     }
 
     /// Counts a reference if the content is present. An entry whose count
@@ -477,6 +508,12 @@ impl Repository {
     /// Persists changed reference counts as a new index generation.
     /// Must run before a snapshot that uses them is written (rule 2).
     pub fn commit(&self) -> Result<()> {
+        if self.unsynced.swap(false, Ordering::SeqCst) {
+            fsio::sync_fs(&self.dir).map_err(|e| {
+                self.unsynced.store(true, Ordering::SeqCst);
+                io_err("sync the file system of", &self.dir)(e)
+            })?;
+        }
         if !self.dirty.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
@@ -636,9 +673,12 @@ impl Repository {
             return Ok(None);
         }
         let new_path = self.content_path(token, written.form);
+        self.note_unsynced();
         written
             .temp
-            .commit(&new_path)
+            .commit_with(&new_path, self.durability, |p| {
+                self.file_holds(p, written.form, token)
+            })
             .map_err(io_err("write", &new_path))?;
         report.converted += 1;
         report.stored_before += entry.stored_size;

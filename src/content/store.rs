@@ -229,11 +229,18 @@ impl Read for ContentReader {
     }
 }
 
-/// Writes `data` as a new content file at `final_path` (unless it exists).
-pub fn write_small(dir: &Path, final_path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` as a new content file at `final_path`; an existing file
+/// there is kept when `intact` says it is whole.
+pub fn write_small(
+    dir: &Path,
+    final_path: &Path,
+    bytes: &[u8],
+    durability: fsio::Durability,
+    intact: impl FnOnce(&Path) -> bool,
+) -> io::Result<()> {
     let mut temp = TempFile::create_in(dir)?;
     temp.write_all(bytes)?;
-    temp.commit(final_path)?;
+    temp.commit_with(final_path, durability, intact)?;
     Ok(())
 }
 

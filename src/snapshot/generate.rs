@@ -23,6 +23,7 @@ use super::change::{ChangeRules, unchanged};
 use super::exclude::Excludes;
 use super::model::{Attrs, DirNode, Entry, FileName, FileNode, LinkNode, Node};
 use crate::content::{ContentError, ContentToken, Repository};
+use crate::progress::Progress;
 
 /// Placeholder token of a file whose content is being stored; replaced
 /// before the tree leaves this module.
@@ -78,6 +79,8 @@ pub struct Built {
 /// A regular file waiting for its content to be stored.
 struct Pending {
     path: PathBuf,
+    /// Size when listed, for progress.
+    size: u64,
     /// For the second and later names of a hard-linked file: the pending
     /// entry that stores the content.
     same_as: Option<usize>,
@@ -85,6 +88,7 @@ struct Pending {
 
 struct Walker<'a> {
     repo: &'a Repository,
+    progress: &'a dyn Progress,
     plan: &'a BackupPlan<'a>,
     rules: Option<ChangeRules>,
     pending: Vec<Pending>,
@@ -103,14 +107,17 @@ pub fn build_tree(
     repo: &Repository,
     plan: &BackupPlan,
     previous: Option<(&DirNode, i64)>,
+    progress: &dyn Progress,
 ) -> Result<Built, ContentError> {
     let walk_started = std::time::Instant::now();
     let rules = previous.map(|(_, started)| ChangeRules {
         previous_started_ns: started,
         compare_inodes: plan.compare_inodes,
     });
+    progress.phase("scanning", 0, 0);
     let mut walker = Walker {
         repo,
+        progress,
         plan,
         rules,
         pending: Vec::new(),
@@ -330,6 +337,7 @@ impl<'a> Walker<'a> {
             let Ok(name) = FileName::new(os_name.into_vec()) else {
                 continue;
             };
+            self.progress.walked();
             self.add_entry(node, prev, name, &child, &meta, false);
         }
         node.sort_entries();
@@ -445,7 +453,7 @@ impl<'a> Walker<'a> {
         let token = match reusable {
             Some(t) if self.repo.reference_contents(&t).is_ok() => t,
             _ => {
-                self.queue_content(path, &attrs);
+                self.queue_content(path, &attrs, size);
                 PENDING
             }
         };
@@ -455,7 +463,7 @@ impl<'a> Walker<'a> {
         });
     }
 
-    fn queue_content(&mut self, path: &Path, attrs: &Attrs) {
+    fn queue_content(&mut self, path: &Path, attrs: &Attrs, size: u64) {
         let index = self.pending.len();
         let same_as = if attrs.nlink > 1 {
             match self.hard_links.entry((attrs.dev, attrs.ino)) {
@@ -470,6 +478,7 @@ impl<'a> Walker<'a> {
         };
         self.pending.push(Pending {
             path: path.to_owned(),
+            size,
             same_as,
         });
     }
@@ -479,7 +488,16 @@ impl<'a> Walker<'a> {
     /// many files were read.
     fn store_pending(&mut self, root: &mut DirNode) -> Result<u64, ContentError> {
         let repo = self.repo;
+        let progress = self.progress;
         let abort = AtomicBool::new(false);
+        let total_bytes: u64 = self
+            .pending
+            .iter()
+            .filter(|p| p.same_as.is_none())
+            .map(|p| p.size)
+            .sum();
+        let total_files = self.pending.iter().filter(|p| p.same_as.is_none()).count();
+        progress.phase("storing", total_files as u64, total_bytes);
         let stored: Vec<Option<Result<ContentToken, ContentError>>> = store_pool().install(|| {
             self.pending
                 .par_iter()
@@ -488,6 +506,7 @@ impl<'a> Walker<'a> {
                         return None;
                     }
                     let result = repo.store_contents(&p.path);
+                    progress.file_done(p.size);
                     if matches!(&result, Err(e) if !e.is_source_problem()) {
                         abort.store(true, Ordering::Relaxed);
                     }

@@ -21,6 +21,7 @@ use crate::clock::now_nanos;
 use crate::config::ArchiveSpec;
 use crate::content::{ContentError, ContentToken, Repository};
 use crate::fsio;
+use crate::progress::Progress;
 use exclude::{BadGlob, Excludes};
 use format::{BuildStats, Header, RepoRef, Snapshot, SnapshotError, SnapshotName};
 use generate::{BackupPlan, Problem};
@@ -96,6 +97,7 @@ pub fn backup(
     spec: &ArchiveSpec,
     repo: &Repository,
     options: BackupOptions,
+    progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let began = Instant::now();
     let started_ns = now_nanos() as i64;
@@ -121,7 +123,9 @@ pub fn backup(
             .collect(),
     };
     let prev = previous.as_ref().map(|s| (&s.root, s.header.started_ns));
-    let built = generate::build_tree(repo, &plan, prev)?;
+    let built = generate::build_tree(repo, &plan, prev, progress);
+    progress.finish();
+    let built = built?;
     drop(previous);
     let write_began = Instant::now();
     repo.commit()?;

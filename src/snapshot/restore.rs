@@ -24,6 +24,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use super::model::{Attrs, DirNode, FileName, FileNode, LinkNode, Node};
 use crate::content::{ContentError, ContentToken, Repository};
 use crate::fsio;
+use crate::progress::Progress;
 
 /// Why a restore stopped before it was finished.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,7 @@ struct FileJob<'s> {
 
 struct Restorer<'s> {
     repo: &'s Repository,
+    progress: &'s dyn Progress,
     opts: &'s RestoreOptions,
     dirs: Vec<DirJob>,
     files: Vec<FileJob<'s>>,
@@ -112,11 +114,13 @@ pub fn restore_into(
     name: &FileName,
     node: &Node,
     opts: &RestoreOptions,
+    progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     raise_fd_limit();
     let fd = open_dir_path(parent)?;
     let mut r = Restorer {
         repo,
+        progress,
         opts,
         dirs: vec![DirJob {
             fd,
@@ -128,7 +132,14 @@ pub fn restore_into(
         report: RestoreReport::default(),
     };
     r.place(0, name, node)?;
-    r.write_files()?;
+    let (files, bytes) = r
+        .files
+        .iter()
+        .fold((0, 0), |(n, b), f| (n + 1, b + f.node.size));
+    progress.phase("restoring", files, bytes);
+    let written = r.write_files();
+    progress.finish();
+    written?;
     r.link_files()?;
     r.finish_dirs();
     Ok(r.report)
@@ -413,7 +424,9 @@ impl<'s> Restorer<'s> {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                match this.restore_file(job) {
+                let outcome = this.restore_file(job);
+                this.progress.file_done(job.node.size);
+                match outcome {
                     Ok(Outcome::Written(moved)) => {
                         files.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(job.node.size, Ordering::Relaxed);

@@ -9,6 +9,7 @@ use super::format::Snapshot;
 use super::model::{DirNode, FileName, Node};
 use super::restore::{self, RestoreError, RestoreOptions, RestoreReport};
 use crate::content::Repository;
+use crate::progress::Progress;
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,10 +143,13 @@ pub fn restore_path(
     node: &Node,
     path: &Path,
     opts: &RestoreOptions,
+    progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let (parent, name) = split(path)?;
     restore::create_parents(&parent, &snapshot.root, opts)?;
-    Ok(restore::restore_into(repo, &parent, &name, node, opts)?)
+    Ok(restore::restore_into(
+        repo, &parent, &name, node, opts, progress,
+    )?)
 }
 
 /// Restores every path the snapshot was made of.
@@ -153,13 +157,14 @@ pub fn restore_all(
     repo: &Repository,
     snapshot: &Snapshot,
     opts: &RestoreOptions,
+    progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let mut total = RestoreReport::default();
     for root in roots(snapshot) {
         let Some(NodeRef::Node(node)) = find(&snapshot.root, &root) else {
             continue;
         };
-        let r = restore_path(repo, snapshot, node, &root, opts)?;
+        let r = restore_path(repo, snapshot, node, &root, opts, progress)?;
         merge(&mut total, r);
     }
     Ok(total)
@@ -203,6 +208,7 @@ pub fn extract(
     into_dir: &Path,
     with_name: Option<&OsStr>,
     opts: &RestoreOptions,
+    progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     if !into_dir.is_dir() {
         return Err(RetrieveError::NoTargetDir(into_dir.to_owned()));
@@ -216,5 +222,7 @@ pub fn extract(
     if !opts.overwrite && std::fs::symlink_metadata(&target).is_ok() {
         return Err(RestoreError::TargetExists { path: target }.into());
     }
-    Ok(restore::restore_into(repo, into_dir, &name, node, opts)?)
+    Ok(restore::restore_into(
+        repo, into_dir, &name, node, opts, progress,
+    )?)
 }

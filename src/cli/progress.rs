@@ -1,0 +1,74 @@
+//! The progress display: an indicatif bar on stderr, drawn at most ten
+//! times a second, only when stderr is a terminal and not with --quiet.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::progress::Progress;
+
+pub struct Bar {
+    bar: ProgressBar,
+    files: AtomicU64,
+    total_files: AtomicU64,
+}
+
+impl Bar {
+    /// A bar that shows only on a terminal, unless `quiet`.
+    pub fn new(quiet: bool) -> Bar {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10))
+        };
+        Bar {
+            bar,
+            files: AtomicU64::new(0),
+            total_files: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, what: &str, total_files: u64, total_bytes: u64) {
+        self.files.store(0, Ordering::Relaxed);
+        self.total_files.store(total_files, Ordering::Relaxed);
+        self.bar.reset();
+        if total_bytes == 0 && total_files == 0 {
+            self.bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}: {pos} entries ({per_sec})")
+                    .expect("valid template"),
+            );
+            self.bar.set_length(0);
+        } else {
+            self.bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{wide_bar}] {bytes}/{total_bytes} ({binary_bytes_per_sec}, ETA {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            self.bar.set_length(total_bytes);
+        }
+        self.bar.set_message(what.to_owned());
+    }
+
+    fn walked(&self) {
+        self.bar.inc(1);
+    }
+
+    fn file_done(&self, bytes: u64) {
+        let done = self.files.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.total_files.load(Ordering::Relaxed);
+        if self.bar.is_hidden() {
+            return;
+        }
+        self.bar.set_message(format!("{done}/{total} files"));
+        self.bar.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
