@@ -31,7 +31,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::content::{LockHolder, LockWait};
@@ -162,8 +162,9 @@ enum Command {
     ///
     /// Examples: epygibus compress -R home; epygibus compress -U -A docs --back 1
     Compress(repo::CompressArgs),
-    /// Verify that every snapshot's content is present and no reference
-    /// count is too low; --repair fixes what is safe to fix.
+    /// Verify that all snapshot content is present and no count is too low.
+    ///
+    /// --repair raises counts that are too low and removes leftovers.
     ///
     /// Exit status 0 when all is well, 4 when problems were found.
     ///
@@ -214,7 +215,12 @@ impl Context {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse_from(seed_spellings(std::env::args_os()));
+    let matches =
+        grouped_help(Cli::command()).get_matches_from(seed_spellings(std::env::args_os()));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -264,6 +270,54 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
         Command::Ls(a) => restore::ls(&ctx, a),
     }
+}
+
+/// Command groups for `epygibus --help`, in order.
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "Setting up",
+        &["new_repo", "new", "edit", "lr", "la", "show"],
+    ),
+    ("Backing up", &["bu", "lss", "del"]),
+    ("Getting files back", &["restore", "extract", "cat", "ls"]),
+    (
+        "Housekeeping",
+        &[
+            "repo_stats",
+            "list_content_items",
+            "prune",
+            "compress",
+            "check",
+            "unlock",
+        ],
+    ),
+    ("Shell integration", &["completions", "man", "help"]),
+];
+
+/// Replaces clap's flat command list with the groups above.
+fn grouped_help(cmd: clap::Command) -> clap::Command {
+    let width = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().len())
+        .max()
+        .unwrap_or(0);
+    let mut list = String::new();
+    for (title, names) in GROUPS {
+        list.push_str(&format!("{title}:\n"));
+        for name in *names {
+            let about = cmd
+                .find_subcommand(name)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "Print help for a command".into());
+            list.push_str(&format!("  {name:width$}  {about}\n"));
+        }
+        list.push('\n');
+    }
+    let template = format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{list}Options:\n{{options}}{{after-help}}"
+    );
+    cmd.help_template(template)
 }
 
 /// Accepts the original's two-letter short options `-Xd GLOB` and
@@ -325,6 +379,25 @@ mod tests {
                 "-Xd"
             ]
         );
+    }
+
+    #[test]
+    fn every_command_is_in_a_help_group() {
+        let cmd = Cli::command();
+        let grouped: Vec<&str> = GROUPS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+        for sub in cmd.get_subcommands() {
+            assert!(
+                grouped.contains(&sub.get_name()),
+                "{} is in no help group",
+                sub.get_name()
+            );
+        }
+        for name in grouped {
+            assert!(
+                name == "help" || cmd.find_subcommand(name).is_some(),
+                "{name} is grouped but not a command"
+            );
+        }
     }
 
     #[test]
