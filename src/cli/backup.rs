@@ -94,7 +94,10 @@ pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
     for archive in &args.archives {
         match bu_one(ctx, &args, archive, command) {
             Ok((code, report)) => {
-                status = status.max(code);
+                // An error outranks skipped files, whatever the order.
+                if status != EXIT_ERROR {
+                    status = status.max(code);
+                }
                 reports.push(report);
             }
             Err(e) => {
@@ -107,12 +110,7 @@ pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
     if args.json {
         print_json(&json!({ "backups": reports }));
     }
-    // An error outranks skipped files.
-    Ok(if status == EXIT_ERROR {
-        EXIT_ERROR
-    } else {
-        status
-    })
+    Ok(status)
 }
 
 fn bu_one(

@@ -395,28 +395,40 @@ impl Repository {
         Ok(false)
     }
 
+    /// Counts a reference to content just written. Two threads may write
+    /// the same new content at once; only the first counts it as new.
     fn record_new(&self, token: ContentToken, size: u64, form: StoredForm, stored: u64) {
         let mut index = self.index();
-        let entry = index.entries.entry(token).or_insert(IndexEntry {
-            refs: 0,
+        let fresh = IndexEntry {
+            refs: 1,
             size,
             stored_size: stored,
             form,
             zero_since: 0,
-        });
-        entry.refs += 1;
-        entry.form = form;
-        entry.stored_size = stored;
-        entry.zero_since = 0;
+        };
+        let is_new = match index.entries.entry(token) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(fresh);
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                let e = slot.get_mut();
+                if e.refs == 0 {
+                    // A released entry whose file was written again.
+                    *e = IndexEntry { refs: 0, ..fresh };
+                }
+                e.refs += 1;
+                false
+            }
+        };
         self.dirty.store(true, Ordering::Relaxed);
         drop(index);
-        self.session.new_items.fetch_add(1, Ordering::Relaxed);
-        self.session
-            .new_content_bytes
-            .fetch_add(size, Ordering::Relaxed);
-        self.session
-            .new_stored_bytes
-            .fetch_add(stored, Ordering::Relaxed);
+        if is_new {
+            let s = &self.session;
+            s.new_items.fetch_add(1, Ordering::Relaxed);
+            s.new_content_bytes.fetch_add(size, Ordering::Relaxed);
+            s.new_stored_bytes.fetch_add(stored, Ordering::Relaxed);
+        }
     }
 
     /// Counts one more reference to content already stored, for a file

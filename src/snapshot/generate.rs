@@ -99,6 +99,11 @@ struct Walker<'a> {
     walked: Vec<PathBuf>,
     /// Targets of symlinked includes, walked after the current include.
     deferred: Vec<(PathBuf, u32)>,
+    /// Includes that lie inside another include.
+    nested: Vec<PathBuf>,
+    /// Excluded paths with a nested include below them: that include is
+    /// walked on its own (includes are never excluded).
+    reopened: Vec<PathBuf>,
 }
 
 /// Walks the plan's includes and stores new content; `previous` is the
@@ -125,6 +130,8 @@ pub fn build_tree(
         problems: Vec::new(),
         walked: Vec::new(),
         deferred: Vec::new(),
+        nested: Vec::new(),
+        reopened: Vec::new(),
     };
     let mut root = DirNode {
         attrs: fs::symlink_metadata("/")
@@ -137,11 +144,13 @@ pub fn build_tree(
     } else {
         previous.map(|(r, _)| r)
     };
-    let mut queue: Vec<(PathBuf, u32)> = normalized_includes(plan.includes)
-        .into_iter()
-        .rev()
-        .map(|p| (p, 0))
+    let includes = normalized_includes(plan.includes);
+    walker.nested = includes
+        .iter()
+        .filter(|p| includes.iter().any(|q| q != *p && p.starts_with(q)))
+        .cloned()
         .collect();
+    let mut queue: Vec<(PathBuf, u32)> = includes.into_iter().rev().map(|p| (p, 0)).collect();
     while let Some((include, hops)) = queue.pop() {
         walker.add_include(&mut root, prev_root, &include, hops);
         queue.extend(walker.deferred.drain(..).rev());
@@ -159,18 +168,13 @@ pub fn build_tree(
     })
 }
 
-/// Includes in walking order, without any that lie inside another.
+/// Includes in walking order (a directory before what lies inside it),
+/// without duplicates.
 fn normalized_includes(includes: &[PathBuf]) -> Vec<PathBuf> {
     let mut sorted: Vec<PathBuf> = includes.iter().map(|p| lexical_clean(p)).collect();
     sorted.sort();
     sorted.dedup();
-    let mut kept: Vec<PathBuf> = Vec::new();
-    for p in sorted {
-        if !kept.iter().any(|k| p.starts_with(k)) {
-            kept.push(p);
-        }
-    }
-    kept
+    sorted
 }
 
 /// `/a/./b/` → `/a/b` (`..` is refused when an archive is created).
@@ -231,7 +235,9 @@ impl<'a> Walker<'a> {
         include: &Path,
         hops: u32,
     ) {
-        if self.walked.iter().any(|w| include.starts_with(w)) {
+        let covered = self.walked.iter().any(|w| include.starts_with(w))
+            && !self.reopened.iter().any(|r| include.starts_with(r));
+        if covered {
             return;
         }
         let names = names_of(include);
@@ -288,6 +294,13 @@ impl<'a> Walker<'a> {
         dir.sort_entries();
         if is_link && kept {
             self.defer_target(&path, hops);
+        }
+    }
+
+    /// Remembers an excluded path when an include lies at or below it.
+    fn note_excluded(&mut self, path: &Path) {
+        if self.nested.iter().any(|n| n.starts_with(path)) {
+            self.reopened.push(path.to_owned());
         }
     }
 
@@ -359,6 +372,7 @@ impl<'a> Walker<'a> {
         let file_type = meta.file_type();
         if file_type.is_dir() {
             if !is_include && excludes.excludes_dir(os_name, path) {
+                self.note_excluded(path);
                 return false;
             }
             if self.plan.skip_dirs.contains(&(meta.dev(), meta.ino())) {
@@ -377,6 +391,7 @@ impl<'a> Walker<'a> {
             return true;
         }
         if !is_include && excludes.excludes_file(os_name, path) {
+            self.note_excluded(path);
             return false;
         }
         if file_type.is_file() {
@@ -610,11 +625,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nested_includes_are_walked_once() {
+    fn includes_are_sorted_outer_first_without_duplicates() {
         let got = normalized_includes(&[
             PathBuf::from("/home/u/docs"),
             PathBuf::from("/home/u"),
             PathBuf::from("/etc/./x"),
+            PathBuf::from("/etc/x"),
             PathBuf::from("/home/u2"),
         ]);
         assert_eq!(
@@ -622,6 +638,7 @@ mod tests {
             [
                 PathBuf::from("/etc/x"),
                 PathBuf::from("/home/u"),
+                PathBuf::from("/home/u/docs"),
                 PathBuf::from("/home/u2")
             ]
         );

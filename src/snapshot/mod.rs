@@ -173,7 +173,17 @@ pub fn backup(
         header,
         root: built.root,
     };
-    let name = format::write_snapshot(&spec.snapshot_dir, &snapshot, options.compress)?;
+    let name = match format::write_snapshot(&spec.snapshot_dir, &snapshot, options.compress) {
+        Ok(name) => name,
+        Err(e) => {
+            // No snapshot uses the references counted for it: give them
+            // back so the content stays prunable (best effort; counts that
+            // stay too high are safe and `check` finds them).
+            repo.release_contents(&snapshot.root.tokens());
+            let _ = repo.commit();
+            return Err(e.into());
+        }
+    };
     Ok(BackupReport {
         name,
         size_on_disk: format::file_size(&spec.snapshot_dir, &name),

@@ -31,6 +31,10 @@ use crate::progress::Progress;
 pub enum RestoreError {
     #[error("{path} already exists; use --overwrite to replace it")]
     TargetExists { path: PathBuf },
+    #[error(
+        "{path} is not a directory now (the snapshot has one there); nothing is written through it: restore or extract a directory above it instead"
+    )]
+    NotADirectory { path: PathBuf },
     #[error("could not {action} {path}: {err}")]
     Io {
         action: &'static str,
@@ -105,26 +109,96 @@ struct Restorer<'s> {
     report: RestoreReport,
 }
 
-/// Restores `node` as `name` inside the existing directory `parent`.
-/// `parent_attrs` lists attributes for directories of `parent` that were
-/// created for this restore (see [`create_parents`]).
+/// The directory a restore writes into.
+pub struct Parent {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// Directories created to reach it, with the attributes the snapshot
+    /// has for them: applied after the restore, deepest first.
+    created: Vec<(OwnedFd, Attrs)>,
+}
+
+impl Parent {
+    /// A directory the user chose (`extract --into_dir`): symlinks in its
+    /// path are followed, as the user expects.
+    pub fn chosen(path: &Path) -> Result<Parent, RestoreError> {
+        Ok(Parent {
+            fd: open_dir_path(path)?,
+            path: path.to_owned(),
+            created: Vec::new(),
+        })
+    }
+
+    /// The original parent of a restored entry, reached one component at a
+    /// time from `/` without following symlinks: a symlink where the
+    /// snapshot has a directory (perhaps restored a moment ago) is refused,
+    /// never written through. Missing directories are created and later
+    /// given the snapshot's attributes.
+    pub fn original(path: &Path, snapshot_root: &DirNode) -> Result<Parent, RestoreError> {
+        let mut fd = open_dir_path(Path::new("/"))?;
+        let mut walked = PathBuf::from("/");
+        let mut node = Some(snapshot_root);
+        let mut created = Vec::new();
+        for comp in path.components().skip(1) {
+            let name = comp.as_os_str().as_bytes();
+            walked.push(comp);
+            node = match node.and_then(|d| d.get(name)) {
+                Some(Node::Dir(d)) => Some(d),
+                _ => None,
+            };
+            let made = match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => true,
+                Err(rustix::io::Errno::EXIST) => false,
+                Err(e) => return Err(io_err("create directory", &walked)(errno(e))),
+            };
+            let next = rustix::fs::openat(
+                &fd,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| match e {
+                rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                    RestoreError::NotADirectory {
+                        path: walked.clone(),
+                    }
+                }
+                e => io_err("open directory", &walked)(errno(e)),
+            })?;
+            if made && let Some(d) = node {
+                created.push((
+                    next.try_clone()
+                        .map_err(io_err("open directory", &walked))?,
+                    d.attrs,
+                ));
+            }
+            fd = next;
+        }
+        Ok(Parent {
+            fd,
+            path: path.to_owned(),
+            created,
+        })
+    }
+}
+
+/// Restores `node` as `name` inside `parent`.
 pub fn restore_into(
     repo: &Repository,
-    parent: &Path,
+    parent: Parent,
     name: &FileName,
     node: &Node,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     raise_fd_limit();
-    let fd = open_dir_path(parent)?;
     let mut r = Restorer {
         repo,
         progress,
         opts,
         dirs: vec![DirJob {
-            fd,
-            path: parent.to_owned(),
+            fd: parent.fd,
+            path: parent.path,
             attrs: None,
         }],
         files: Vec::new(),
@@ -142,44 +216,10 @@ pub fn restore_into(
     written?;
     r.link_files()?;
     r.finish_dirs();
+    for (fd, attrs) in parent.created.iter().rev() {
+        apply_attrs(fd, attrs, opts.set_owner);
+    }
     Ok(r.report)
-}
-
-/// Creates the missing directories of `path` (absolute), giving each the
-/// attributes the snapshot has for it; existing ones are left as they are.
-pub fn create_parents(
-    path: &Path,
-    snapshot_root: &DirNode,
-    opts: &RestoreOptions,
-) -> Result<(), RestoreError> {
-    let mut existing = PathBuf::from("/");
-    let mut dir = Some(snapshot_root);
-    let mut created: Vec<(PathBuf, Attrs)> = Vec::new();
-    for comp in path.components().skip(1) {
-        let name = comp.as_os_str();
-        let node = dir.and_then(|d| d.get(std::os::unix::ffi::OsStrExt::as_bytes(name)));
-        dir = match node {
-            Some(Node::Dir(d)) => Some(d),
-            _ => None,
-        };
-        let next = existing.join(name);
-        match std::fs::symlink_metadata(&next) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir(&next).map_err(io_err("create directory", &next))?;
-                created.push((next.clone(), dir.map(|d| d.attrs).unwrap_or_default()));
-            }
-            Err(e) => return Err(io_err("inspect", &next)(e)),
-        }
-        existing = next;
-    }
-    for (p, attrs) in created.iter().rev() {
-        if attrs.mode != 0 {
-            let fd = open_dir_path(p)?;
-            apply_attrs(&fd, attrs, opts.set_owner);
-        }
-    }
-    Ok(())
 }
 
 /// Opens a directory given by a full path (the target the user chose).

@@ -146,9 +146,9 @@ pub fn restore_path(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let (parent, name) = split(path)?;
-    restore::create_parents(&parent, &snapshot.root, opts)?;
+    let parent = restore::Parent::original(&parent, &snapshot.root)?;
     Ok(restore::restore_into(
-        repo, &parent, &name, node, opts, progress,
+        repo, parent, &name, node, opts, progress,
     )?)
 }
 
@@ -222,7 +222,8 @@ pub fn extract(
     if !opts.overwrite && std::fs::symlink_metadata(&target).is_ok() {
         return Err(RestoreError::TargetExists { path: target }.into());
     }
+    let parent = restore::Parent::chosen(into_dir)?;
     Ok(restore::restore_into(
-        repo, into_dir, &name, node, opts, progress,
+        repo, parent, &name, node, opts, progress,
     )?)
 }
