@@ -588,6 +588,34 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Spec files are text a person edits: any bytes give a value or an
+        /// error naming the file, never a panic.
+        #[test]
+        fn spec_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_list(&bytes);
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(e) = parse_fields(&text, Path::new("/cfg/spec")) {
+                proptest::prop_assert!(e.to_string().contains("/cfg/spec"));
+            }
+        }
+
+        #[test]
+        fn archive_spec_from_any_files_never_panics(
+            spec in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            includes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let cfg = Config::at(tmp.path());
+            let name: Name = "a".parse().unwrap();
+            let dir = cfg.archive_dir(&name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("spec"), &spec).unwrap();
+            fs::write(dir.join("includes"), &includes).unwrap();
+            let _ = cfg.archive(&name);
+        }
+    }
+
     #[test]
     fn list_files_skip_comments_and_blanks() {
         assert_eq!(

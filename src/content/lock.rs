@@ -400,6 +400,13 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn lock_file_decoder_never_panics(text in ".{0,200}") {
+            let _ = LockHolder::decode(&text);
+        }
+    }
+
     /// A pid that no process has: a child that has exited and been reaped.
     fn dead_pid() -> u32 {
         let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -996,6 +996,17 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"garbage");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn format_file_reader_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let tmp = tempfile::tempdir().unwrap();
+            fs::write(tmp.path().join(FORMAT_FILE), &bytes).unwrap();
+            if let Err(e) = read_format(tmp.path()) {
+                proptest::prop_assert!(e.to_string().contains(FORMAT_FILE));
+            }
+        }
+    }
+
     #[test]
     fn zero_count_entry_whose_file_vanished_is_rewritten() {
         let (tmp, dir) = repo(true);

@@ -284,7 +284,32 @@ mod tests {
         assert_eq!(parse_generation(b"tmp.1.2"), None);
     }
 
+    /// An index file around `body` with a valid frame and checksum.
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(body);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
     proptest::proptest! {
+        /// Mutated bodies with valid checksums reach the entry decoder.
+        #[test]
+        fn mutated_index_never_panics(
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let full = sample().encode();
+            let mut body = full[MAGIC.len()..full.len() - CHECKSUM_LEN].to_vec();
+            for (at, byte) in flips {
+                let i = at % body.len();
+                body[i] = byte;
+            }
+            body.truncate(cut % (body.len() + 1));
+            let _ = RefIndex::decode(&framed(&body));
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let _ = RefIndex::decode(&bytes);

@@ -430,6 +430,30 @@ mod tests {
         assert_eq!(read_snapshot(dir.path(), &plain).unwrap(), s);
     }
 
+    /// A snapshot file around `tree` bytes with a valid header and checksum,
+    /// so fuzzing reaches the tree decoder instead of stopping at the sum.
+    fn framed_tree(tree: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&rmp_serde::to_vec_named(&sample().header).unwrap());
+        rmp::encode::write_bin(&mut out, tree).unwrap();
+        rmp::encode::write_bin(&mut out, blake3::hash(tree).as_bytes()).unwrap();
+        out
+    }
+
+    fn rich_tree() -> Vec<u8> {
+        let mut root = sample().root;
+        let mut sub = DirNode::default();
+        sub.insert(
+            FileName::new(b"link".to_vec()).unwrap(),
+            Node::Link(super::super::model::LinkNode {
+                attrs: Attrs::default(),
+                target: b"../x".to_vec(),
+            }),
+        );
+        root.insert(FileName::new(b"d".to_vec()).unwrap(), Node::Dir(sub));
+        rmp_serde::to_vec_named(&root).unwrap()
+    }
+
     proptest::proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
@@ -437,6 +461,26 @@ mod tests {
             let mut framed = MAGIC.to_vec();
             framed.extend_from_slice(&bytes);
             let _ = decode(&framed, Path::new("x"));
+            let _ = decode(&framed_tree(&bytes), Path::new("x"));
+        }
+
+        /// Mutations of a valid tree (flipped bytes, cuts) with a valid
+        /// checksum: the decoder must return an error or a tree whose names
+        /// are all valid, never panic.
+        #[test]
+        fn mutated_tree_never_panics(
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let mut tree = rich_tree();
+            for (at, byte) in flips {
+                let i = at % tree.len();
+                tree[i] = byte;
+            }
+            tree.truncate(cut % (tree.len() + 1));
+            if let Ok(s) = decode(&framed_tree(&tree), Path::new("x")) {
+                proptest::prop_assert!(s.root.check_order().is_ok());
+            }
         }
     }
 }
