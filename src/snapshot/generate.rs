@@ -513,22 +513,23 @@ impl<'a> Walker<'a> {
             .sum();
         let total_files = self.pending.iter().filter(|p| p.same_as.is_none()).count();
         progress.phase("storing", total_files as u64, total_bytes);
-        let stored: Vec<Option<Result<ContentToken, ContentError>>> = store_pool().install(|| {
-            self.pending
-                .par_iter()
-                .map(|p| {
-                    if p.same_as.is_some() || abort.load(Ordering::Relaxed) {
-                        return None;
-                    }
-                    let result = repo.store_contents(&p.path);
-                    progress.file_done(p.size);
-                    if matches!(&result, Err(e) if !e.is_source_problem()) {
-                        abort.store(true, Ordering::Relaxed);
-                    }
-                    Some(result)
-                })
-                .collect()
-        });
+        let stored: Vec<Option<Result<ContentToken, ContentError>>> = crate::pool::io_pool()
+            .install(|| {
+                self.pending
+                    .par_iter()
+                    .map(|p| {
+                        if p.same_as.is_some() || abort.load(Ordering::Relaxed) {
+                            return None;
+                        }
+                        let result = repo.store_contents(&p.path);
+                        progress.file_done(p.size);
+                        if matches!(&result, Err(e) if !e.is_source_problem()) {
+                            abort.store(true, Ordering::Relaxed);
+                        }
+                        Some(result)
+                    })
+                    .collect()
+            });
         if abort.load(Ordering::Relaxed) {
             let first_failure = stored
                 .into_iter()
@@ -572,21 +573,6 @@ impl<'a> Walker<'a> {
         }
         Ok(files_read)
     }
-}
-
-/// Threads that store content: more than the cores, because much of a
-/// small file's cost is waiting for the disk (create, fsync, rename), and
-/// waits overlap. Memory stays bounded: each thread holds at most a few MiB.
-fn store_pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        rayon::ThreadPoolBuilder::new()
-            .num_threads((cores * 4).clamp(4, 16))
-            .thread_name(|i| format!("store-{i}"))
-            .build()
-            .expect("a thread pool can be built")
-    })
 }
 
 fn parent_dir_mut<'d>(root: &'d mut DirNode, names: &[FileName]) -> Option<&'d mut DirNode> {

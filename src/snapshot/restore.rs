@@ -88,6 +88,9 @@ struct DirJob {
     fd: OwnedFd,
     path: PathBuf,
     attrs: Option<Attrs>,
+    /// Created empty by this restore: nothing in it needs checking first
+    /// (saves a stat per entry when extracting).
+    fresh: bool,
 }
 
 struct FileJob<'s> {
@@ -200,6 +203,7 @@ pub fn restore_into(
             fd: parent.fd,
             path: parent.path,
             attrs: None,
+            fresh: false,
         }],
         files: Vec::new(),
         inodes: HashMap::new(),
@@ -365,17 +369,20 @@ impl<'s> Restorer<'s> {
         node: &'s DirNode,
         path: PathBuf,
     ) -> Result<(), RestoreError> {
-        let parent = &self.dirs[dir].fd;
-        match existing(parent, name).map_err(io_err("inspect", &path))? {
+        match self
+            .existing_in(dir, name)
+            .map_err(io_err("inspect", &path))?
+        {
             Existing::Dir => {}
             Existing::Nothing => {}
             _ => self.move_aside(dir, name)?,
         }
         let parent = &self.dirs[dir].fd;
-        match rustix::fs::mkdirat(parent, name.as_bytes(), Mode::from_raw_mode(0o700)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        let fresh = match rustix::fs::mkdirat(parent, name.as_bytes(), Mode::from_raw_mode(0o700)) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
             Err(e) => return Err(io_err("create directory", &path)(errno(e))),
-        }
+        };
         let fd = rustix::fs::openat(
             parent,
             name.as_bytes(),
@@ -389,6 +396,7 @@ impl<'s> Restorer<'s> {
             fd,
             path,
             attrs: Some(node.attrs),
+            fresh,
         });
         for entry in &node.entries {
             self.place(index, &entry.name, &entry.node)?;
@@ -396,8 +404,19 @@ impl<'s> Restorer<'s> {
         Ok(())
     }
 
+    /// What is at `name` in directory `dir` now; nothing, without asking,
+    /// in a directory this restore created.
+    fn existing_in(&self, dir: usize, name: &FileName) -> io::Result<Existing> {
+        let job = &self.dirs[dir];
+        if job.fresh {
+            Ok(Existing::Nothing)
+        } else {
+            existing(&job.fd, name)
+        }
+    }
+
     fn place_link(&mut self, dir: usize, name: &FileName, link: &LinkNode) -> io::Result<()> {
-        match existing(&self.dirs[dir].fd, name)? {
+        match self.existing_in(dir, name)? {
             Existing::Link(target) if target == link.target => {}
             Existing::Nothing => {
                 rustix::fs::symlinkat(&link.target[..], &self.dirs[dir].fd, name.as_bytes())
@@ -457,38 +476,41 @@ impl<'s> Restorer<'s> {
         let aside = Mutex::new(Vec::new());
         let (files, bytes, unchanged) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
         let this = &*self;
-        this.files
-            .par_iter()
-            .filter(|j| j.link_to.is_none())
-            .for_each(|job| {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let outcome = this.restore_file(job);
-                this.progress.file_done(job.node.size);
-                match outcome {
-                    Ok(Outcome::Written(moved)) => {
-                        files.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(job.node.size, Ordering::Relaxed);
-                        if let Some(m) = moved {
-                            aside.lock().unwrap_or_else(|p| p.into_inner()).push(m);
-                        }
-                    }
-                    Ok(Outcome::Unchanged) => {
-                        unchanged.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(FileFailure::Skip(msg)) => {
-                        problems.lock().unwrap_or_else(|p| p.into_inner()).push(msg)
-                    }
-                    Err(FileFailure::Fatal(e)) => {
-                        stop.store(true, Ordering::Relaxed);
-                        fatal
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
+        let each = |job: &FileJob| {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let outcome = this.restore_file(job);
+            this.progress.file_done(job.node.size);
+            match outcome {
+                Ok(Outcome::Written(moved)) => {
+                    files.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(job.node.size, Ordering::Relaxed);
+                    if let Some(m) = moved {
+                        aside.lock().unwrap_or_else(|p| p.into_inner()).push(m);
                     }
                 }
-            });
+                Ok(Outcome::Unchanged) => {
+                    unchanged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(FileFailure::Skip(msg)) => {
+                    problems.lock().unwrap_or_else(|p| p.into_inner()).push(msg)
+                }
+                Err(FileFailure::Fatal(e)) => {
+                    stop.store(true, Ordering::Relaxed);
+                    fatal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
+            }
+        };
+        crate::pool::io_pool().install(|| {
+            this.files
+                .par_iter()
+                .filter(|j| j.link_to.is_none())
+                .for_each(each)
+        });
         if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
@@ -507,7 +529,9 @@ impl<'s> Restorer<'s> {
     /// Restores one regular file (phase 2).
     fn restore_file(&self, job: &FileJob) -> Result<Outcome, FileFailure> {
         let dir = &self.dirs[job.dir];
-        let now = existing(&dir.fd, job.name).map_err(|e| skip_io("inspect", &job.path, e))?;
+        let now = self
+            .existing_in(job.dir, job.name)
+            .map_err(|e| skip_io("inspect", &job.path, e))?;
         let mut moved = None;
         match now {
             Existing::Nothing => {}
