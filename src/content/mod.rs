@@ -12,7 +12,7 @@ mod token;
 pub use check::{CheckOptions, CheckReport, Finding, report_temp_files_in};
 pub use lock::{LockError, LockHolder, LockWait, RepoLock};
 pub use refcount::{IndexDecodeError, IndexEntry, RefIndex, StoredForm};
-pub use store::ContentReader;
+pub use store::{ContentReader, gzip_member};
 pub use token::{BadToken, ContentToken};
 
 use std::collections::HashMap;

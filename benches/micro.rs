@@ -1,0 +1,203 @@
+//! Micro-benchmarks of the hot paths, so a regression shows before the
+//! full comparison with restic and borg (`bench/run.sh`). Plain timing, no
+//! framework: `cargo bench --bench micro` prints one line per measurement
+//! (best of several rounds).
+
+use std::fs;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use epygibus::config::ArchiveSpec;
+use epygibus::content::{Access, ContentToken, LockWait, Repository, gzip_member};
+use epygibus::progress::NoProgress;
+use epygibus::snapshot::format::{self, Header, Snapshot};
+use epygibus::snapshot::model::{Attrs, DirNode, FileName, FileNode, Node};
+use epygibus::snapshot::{self, BackupOptions};
+
+/// Best time of `rounds` runs of `f`.
+fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+fn mb_per_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+/// Text-like data (what most backed-up files are) that compresses ~3x.
+fn texty(len: usize) -> Vec<u8> {
+    let words = [
+        &b"backup "[..],
+        b"content ",
+        b"snapshot ",
+        b"0x3f27 ",
+        b"fn main() ",
+        b"\n",
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(words[(x % 6) as usize]);
+        if x % 5 == 0 {
+            out.extend_from_slice(&x.to_le_bytes()[..3]);
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn bench_hash_and_gzip() {
+    let data = texty(64 << 20);
+    let d = best(3, || {
+        black_box(ContentToken::of(&data));
+    });
+    println!(
+        "hash   BLAKE3, 64 MB:               {:8.0} MB/s",
+        mb_per_s(data.len(), d)
+    );
+    let chunk = &data[..1 << 20];
+    let mut out_len = 0;
+    let d = best(3, || {
+        out_len = 0;
+        for _ in 0..32 {
+            out_len += black_box(gzip_member(chunk)).len();
+        }
+    });
+    println!(
+        "gzip   libdeflate level 6, 32 MiB:   {:8.0} MB/s (one core), ratio {:.2}",
+        mb_per_s(32 << 20, d),
+        (32u64 << 20) as f64 / out_len as f64
+    );
+}
+
+/// A tree of `n` files in directories of 100.
+fn tree(n: usize) -> DirNode {
+    let mut root = DirNode::default();
+    for d in 0..n.div_ceil(100) {
+        let mut dir = DirNode::default();
+        for f in 0..100.min(n - d * 100) {
+            let i = (d * 100 + f) as u64;
+            dir.entries.push(epygibus::snapshot::model::Entry {
+                name: FileName::new(format!("file-{f:04}.txt").into_bytes()).unwrap(),
+                node: Node::File(FileNode {
+                    attrs: Attrs {
+                        mode: 0o100644,
+                        uid: 1000,
+                        gid: 1000,
+                        mtime_ns: 1_700_000_000_000_000_000 + i as i64,
+                        atime_ns: 1_700_000_000_000_000_000,
+                        ctime_ns: 1_700_000_000_000_000_000 + i as i64,
+                        ino: 1_000_000 + i,
+                        dev: 2049,
+                        nlink: 1,
+                    },
+                    size: 4096 + i,
+                    token: ContentToken::of(&i.to_le_bytes()),
+                }),
+            });
+        }
+        root.insert(
+            FileName::new(format!("dir-{d:04}").into_bytes()).unwrap(),
+            Node::Dir(dir),
+        );
+    }
+    root
+}
+
+fn bench_snapshot_codec() {
+    let snapshot = Snapshot {
+        header: Header::default(),
+        root: tree(100_000),
+    };
+    let mut bytes = Vec::new();
+    let d = best(3, || bytes = black_box(format::encode(&snapshot)));
+    println!(
+        "encode snapshot, 100k entries:      {:8.1} ms ({:.1} MB plain)",
+        d.as_secs_f64() * 1e3,
+        bytes.len() as f64 / 1e6
+    );
+    let d = best(3, || {
+        black_box(format::decode(&bytes, Path::new("bench")).unwrap());
+    });
+    println!(
+        "decode snapshot, 100k entries:      {:8.1} ms",
+        d.as_secs_f64() * 1e3
+    );
+    let mut gz = Vec::new();
+    let d = best(3, || gz = black_box(format::gzip(&bytes)));
+    println!(
+        "gzip   snapshot, 100k entries:      {:8.1} ms ({:.1} MB)",
+        d.as_secs_f64() * 1e3,
+        gz.len() as f64 / 1e6
+    );
+}
+
+/// A no-change backup of `n` small files: walk, compare with the previous
+/// snapshot, write the new one. Reads no content.
+fn bench_change_detection(n: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for i in 0..n {
+        let dir = src.join(format!("d{:03}", i / 100));
+        if i % 100 == 0 {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
+    }
+    let repo_dir = tmp.path().join("repo");
+    Repository::create(&repo_dir, true).unwrap();
+    let snap_dir = tmp.path().join("snaps");
+    fs::create_dir(&snap_dir).unwrap();
+    let spec = ArchiveSpec {
+        name: "bench".parse().unwrap(),
+        repo: "r".parse().unwrap(),
+        snapshot_dir: snap_dir,
+        includes: vec![src],
+        excluded_dirs: vec![],
+        excluded_files: vec![],
+        compress: true,
+        keep_broken_soft_links: false,
+        compare_inodes: false,
+    };
+    let run = |spec: &ArchiveSpec, repo_dir: &PathBuf| {
+        let repo = Repository::open(
+            repo_dir,
+            Access::Locked {
+                command: "bench",
+                wait: LockWait::no_wait(),
+            },
+        )
+        .unwrap();
+        let options = BackupOptions {
+            compress: true,
+            force_read: false,
+        };
+        snapshot::backup(spec, &repo, options, &NoProgress).unwrap()
+    };
+    run(&spec, &repo_dir);
+    // Past the racy window, so the next backups trust size and times.
+    std::thread::sleep(Duration::from_millis(2100));
+    run(&spec, &repo_dir);
+    let mut read = 0;
+    let d = best(3, || read = run(&spec, &repo_dir).header.stats.files_read);
+    println!(
+        "no-change backup, {n} files:       {:8.1} ms (files read: {read})",
+        d.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    bench_hash_and_gzip();
+    bench_snapshot_codec();
+    bench_change_detection(20_000);
+}
