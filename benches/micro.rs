@@ -48,7 +48,7 @@ fn texty(len: usize) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         out.extend_from_slice(words[(x % 6) as usize]);
-        if x % 5 == 0 {
+        if x.is_multiple_of(5) {
             out.extend_from_slice(&x.to_le_bytes()[..3]);
         }
     }
@@ -149,7 +149,7 @@ fn bench_change_detection(n: usize) {
     let src = tmp.path().join("src");
     for i in 0..n {
         let dir = src.join(format!("d{:03}", i / 100));
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             fs::create_dir_all(&dir).unwrap();
         }
         fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
