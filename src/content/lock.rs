@@ -89,7 +89,10 @@ impl LockHolder {
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("the repository is locked by {holder}", holder = .0.describe())]
+    #[error(
+        "the repository is locked by {holder}; if that run is no longer alive (e.g. its machine crashed), remove the lock with `epygibus unlock -R <repository>`",
+        holder = .0.describe()
+    )]
     Held(LockHolder),
     #[error("lock file {0} is unreadable or corrupt")]
     Corrupt(PathBuf),
