@@ -340,6 +340,21 @@ pub fn remove_dir_chain(created: &[PathBuf]) {
     }
 }
 
+/// Asks ext2/3/4 to place the subdirectories of `dir` in different block
+/// groups (the "top of hierarchy" flag). Content files land in their
+/// fan-out directory's group; spread over many groups, creating thousands
+/// of them stays cheap even right after thousands were deleted (ext4
+/// without a journal scans a group's recently freed inodes on every
+/// allocation: measured 4-6x less kernel time for a first backup). Other
+/// file systems do not know the flag; failure changes nothing.
+pub fn hint_spread_subdirs(dir: &Path) {
+    if let Ok(f) = File::open(dir)
+        && let Ok(flags) = rustix::fs::ioctl_getflags(&f)
+    {
+        let _ = rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::TOPDIR);
+    }
+}
+
 /// Reads a whole small file, retrying EBUSY.
 pub fn read_small_file(path: &Path) -> io::Result<Vec<u8>> {
     retry_busy(|| fs::read(path))

@@ -213,6 +213,7 @@ impl Repository {
             let p = dir.join(sub);
             fs::create_dir(&p).map_err(io_err("create directory", &p))?;
         }
+        fsio::hint_spread_subdirs(&dir.join(CONTENT_DIR));
         // Fan-out directories are made once, here, not probed per file.
         for i in 0..=255u8 {
             let p = dir.join(CONTENT_DIR).join(format!("{i:02x}"));
