@@ -152,7 +152,7 @@ enum Command {
     /// Remove content that no snapshot references any more.
     ///
     /// Example: epygibus prune -R home
-    Prune(repo::RepoArg),
+    Prune(repo::PruneArgs),
     /// Compress (or with -U uncompress) a repository's content files or one
     /// snapshot file.
     ///

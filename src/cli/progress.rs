@@ -21,6 +21,7 @@ impl Bar {
             ProgressBar::hidden()
         } else {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10))
+                .with_style(spinner_style())
         };
         Bar {
             bar,
@@ -30,16 +31,18 @@ impl Bar {
     }
 }
 
+/// For work whose total is unknown (a walk): what, and how many so far.
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg}: {human_pos} entries").expect("valid template")
+}
+
 impl Progress for Bar {
     fn phase(&self, what: &str, total_files: u64, total_bytes: u64) {
         self.files.store(0, Ordering::Relaxed);
         self.total_files.store(total_files, Ordering::Relaxed);
         self.bar.reset();
         if total_bytes == 0 && total_files == 0 {
-            self.bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}: {pos} entries ({per_sec})")
-                    .expect("valid template"),
-            );
+            self.bar.set_style(spinner_style());
             self.bar.set_length(0);
         } else {
             self.bar.set_style(

@@ -3,14 +3,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::output::{Table, print_json, size};
 use super::{Context, EXIT_OK};
 use crate::config::Name;
-use crate::content::{Access, RepoLock, Repository, StoredForm};
+use crate::content::{Access, PruneRules, RepoLock, Repository, StoredForm};
 use crate::setup;
+use crate::snapshot::scan;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -31,6 +34,21 @@ pub struct ListReposArgs {
     /// Print one JSON document (schema: docs/json.md).
     #[arg(long)]
     json: bool,
+}
+
+/// How long unreferenced content of a repository shared by several
+/// machines is kept before prune removes it.
+const SHARED_MIN_AGE: Duration = Duration::from_secs(3600);
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Repository to prune.
+    #[arg(short = 'R', long = "repo", value_name = "NAME")]
+    repo: String,
+    /// Keep unreferenced content released less than SECONDS ago (default:
+    /// 0, or 3600 when other machines' archives use the repository).
+    #[arg(long = "min-age", alias = "min_age", value_name = "SECONDS")]
+    min_age: Option<u64>,
 }
 
 /// A listing of one repository.
@@ -199,13 +217,40 @@ pub fn list_content_items(ctx: &Context, args: RepoReportArgs) -> anyhow::Result
     Ok(EXIT_OK)
 }
 
-pub fn prune(ctx: &Context, args: RepoArg, command: &str) -> anyhow::Result<u8> {
+pub fn prune(ctx: &Context, args: PruneArgs, command: &str) -> anyhow::Result<u8> {
     let access = Access::Locked {
         command,
         wait: ctx.lock_wait(),
     };
     let (_, repo) = open_repo(ctx, &args.repo, access)?;
-    let report = repo.prune()?;
+    let registered = repo.registered_snapshot_dirs();
+    let dirs: Vec<PathBuf> = registered.iter().map(|(_, p)| p.clone()).collect();
+    let scan = scan::scan(&dirs);
+    if !scan.complete() {
+        let mut why: Vec<String> = scan
+            .unreachable
+            .iter()
+            .map(|d| format!("snapshot directory {} cannot be read", d.display()))
+            .collect();
+        why.extend(scan.unreadable.iter().cloned());
+        bail!(
+            "nothing was pruned, because not every snapshot using the repository could be read: {}",
+            why.join("; ")
+        );
+    }
+    // Another machine's backup may be running right now, and no lock holds
+    // it off over a network share: give released content time.
+    let this_host = format!("{}--", crate::fsio::host_name());
+    let shared = registered.iter().any(|(id, _)| !id.starts_with(&this_host));
+    let min_age = match args.min_age {
+        Some(secs) => Duration::from_secs(secs),
+        None if shared => SHARED_MIN_AGE,
+        None => Duration::ZERO,
+    };
+    let report = repo.prune(&PruneRules {
+        referenced: &scan.refs,
+        min_age,
+    })?;
     if report.items == 0 {
         outln!("Nothing to do.");
     } else {
@@ -214,6 +259,19 @@ pub fn prune(ctx: &Context, args: RepoArg, command: &str) -> anyhow::Result<u8> 
             report.items,
             size(report.content_bytes),
             size(report.stored_bytes)
+        );
+    }
+    if report.kept_young > 0 {
+        outln!(
+            "Kept {} unreferenced items released less than {} ago (the repository is shared with other machines; --min-age 0 removes them now).",
+            report.kept_young,
+            crate::clock::human_duration(min_age.as_secs_f64())
+        );
+    }
+    if report.kept_referenced > 0 {
+        outln!(
+            "Kept {} items whose count was zero but which snapshots use; their counts were corrected.",
+            report.kept_referenced
         );
     }
     Ok(EXIT_OK)

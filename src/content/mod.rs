@@ -22,6 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::clock::now_secs;
 use crate::fsio;
@@ -114,6 +115,15 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
+/// Why content is being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// For a new reference (counted).
+    Reference,
+    /// Only to put a missing content file back (nothing counted).
+    Rewrite,
+}
+
 /// How a repository is opened.
 pub enum Access<'a> {
     /// Reading only; no lock is taken (statistics, listings).
@@ -140,6 +150,20 @@ pub struct PruneReport {
     pub items: u64,
     pub content_bytes: u64,
     pub stored_bytes: u64,
+    /// Unreferenced items kept because they were released or touched
+    /// less than the minimum age ago.
+    pub kept_young: u64,
+    /// Items with a zero count that a snapshot does use (count raised).
+    pub kept_referenced: u64,
+}
+
+/// What prune must respect.
+pub struct PruneRules<'a> {
+    /// Token → entries using it, over every snapshot the repository's
+    /// registered snapshot directories hold.
+    pub referenced: &'a HashMap<ContentToken, u64>,
+    /// Keep unreferenced content released or touched more recently.
+    pub min_age: Duration,
 }
 
 /// Totals over the index, for `repo_stats`.
@@ -172,6 +196,9 @@ pub struct Repository {
     /// Content files were renamed into place without fsync; the file system
     /// must be synced before an index refers to them.
     unsynced: AtomicBool,
+    /// Zero-count content referenced again this run, with a source file
+    /// that holds it.
+    revived: Mutex<Vec<(ContentToken, PathBuf)>>,
     pub session: SessionCounters,
     _lock: Option<RepoLock>,
 }
@@ -245,6 +272,7 @@ impl Repository {
             dirty: AtomicBool::new(false),
             durability: fsio::durability_of(dir),
             unsynced: AtomicBool::new(false),
+            revived: Mutex::new(Vec::new()),
             session: SessionCounters::default(),
             _lock: lock,
         })
@@ -278,6 +306,10 @@ impl Repository {
     /// Stores the content of the regular file at `path` (once per distinct
     /// content) and counts one more reference to it.
     pub fn store_contents(&self, path: &Path) -> Result<ContentToken> {
+        self.store_file(path, Purpose::Reference)
+    }
+
+    fn store_file(&self, path: &Path, purpose: Purpose) -> Result<ContentToken> {
         let mut file = store::open_source(path).map_err(source_err(path))?;
         let meta = file.metadata().map_err(source_err(path))?;
         if !meta.is_file() {
@@ -293,14 +325,14 @@ impl Repository {
             if data.len() as u64 != expected {
                 return Err(ContentError::ChangedWhileReading(path.to_owned()));
             }
-            return self.store_small(&data);
+            return self.store_small(&data, path, purpose);
         }
-        self.store_large(path, &mut file, expected)
+        self.store_large(path, &mut file, expected, purpose)
     }
 
-    fn store_small(&self, data: &[u8]) -> Result<ContentToken> {
+    fn store_small(&self, data: &[u8], path: &Path, purpose: Purpose) -> Result<ContentToken> {
         let token = ContentToken::of(data);
-        if self.add_reference_if_present(&token)? {
+        if purpose == Purpose::Reference && self.add_reference_if_present(&token, path)? {
             return Ok(token);
         }
         let (form, bytes) = store::encode_small(data, self.prefer);
@@ -311,19 +343,25 @@ impl Repository {
             self.file_holds(p, form, &token)
         })
         .map_err(io_err("write", &final_path))?;
-        self.record_new(token, data.len() as u64, form, bytes.len() as u64);
+        self.record_written(purpose, token, data.len() as u64, form, bytes.len() as u64);
         Ok(token)
     }
 
     /// Large files are hashed first and only compressed and written when
     /// the repository lacks them: a touched but unchanged video is never
     /// sent to the NAS again.
-    fn store_large(&self, path: &Path, file: &mut File, expected: u64) -> Result<ContentToken> {
+    fn store_large(
+        &self,
+        path: &Path,
+        file: &mut File,
+        expected: u64,
+        purpose: Purpose,
+    ) -> Result<ContentToken> {
         let (token, size) = store::hash_stream(file).map_err(source_err(path))?;
         if size != expected {
             return Err(ContentError::ChangedWhileReading(path.to_owned()));
         }
-        if self.add_reference_if_present(&token)? {
+        if purpose == Purpose::Reference && self.add_reference_if_present(&token, path)? {
             return Ok(token);
         }
         file.seek(SeekFrom::Start(0)).map_err(source_err(path))?;
@@ -345,8 +383,59 @@ impl Repository {
                 self.file_holds(p, written.form, &token)
             })
             .map_err(io_err("write", &final_path))?;
-        self.record_new(token, written.size, written.form, written.stored_size);
+        self.record_written(
+            purpose,
+            token,
+            written.size,
+            written.form,
+            written.stored_size,
+        );
         Ok(token)
+    }
+
+    fn record_written(
+        &self,
+        purpose: Purpose,
+        token: ContentToken,
+        size: u64,
+        form: StoredForm,
+        stored: u64,
+    ) {
+        match purpose {
+            Purpose::Reference => self.record_new(token, size, form, stored),
+            Purpose::Rewrite => {
+                if let Some(e) = self.index().entries.get_mut(&token) {
+                    e.form = form;
+                    e.stored_size = stored;
+                    self.dirty.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Makes sure content revived during this run (counted again after its
+    /// count had fallen to zero) still exists, writing it again from its
+    /// source file if a prune on another machine, which no lock can hold
+    /// off (DESIGN.md rule 3), removed it meanwhile. Call after the snapshot
+    /// is written; returns how many were written again.
+    pub fn confirm_revived(&self) -> Result<u64> {
+        let revived = std::mem::take(&mut *self.revived.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut rewritten = 0;
+        for (token, path) in revived {
+            let form = self.index().entries.get(&token).map(|e| e.form);
+            let form = form.unwrap_or(self.prefer);
+            if self.find_content_file(&token, form).is_some() {
+                continue;
+            }
+            if self.store_file(&path, Purpose::Rewrite)? != token {
+                return Err(ContentError::ChangedWhileReading(path));
+            }
+            rewritten += 1;
+        }
+        if rewritten > 0 {
+            self.commit()?;
+        }
+        Ok(rewritten)
     }
 
     fn note_unsynced(&self) {
@@ -369,8 +458,10 @@ impl Repository {
 
     /// Counts a reference if the content is present. An entry whose count
     /// fell to zero may have been pruned by another machine, so its file is
-    /// checked before it is trusted.
-    fn add_reference_if_present(&self, token: &ContentToken) -> Result<bool> {
+    /// checked before it is trusted, its mtime is refreshed (prune leaves
+    /// recently touched content alone) and it is remembered for
+    /// [`Repository::confirm_revived`].
+    fn add_reference_if_present(&self, token: &ContentToken, source: &Path) -> Result<bool> {
         let form = {
             let mut index = self.index();
             match index.entries.get_mut(token) {
@@ -383,14 +474,20 @@ impl Repository {
                 Some(e) => e.form,
             }
         };
-        if self.find_content_file(token, form).is_none() {
+        let Some((file, _)) = self.find_content_file(token, form) else {
             return Ok(false);
-        }
+        };
+        let _ = file.set_modified(std::time::SystemTime::now());
         let mut index = self.index();
         if let Some(e) = index.entries.get_mut(token) {
             e.refs += 1;
             e.zero_since = 0;
             self.dirty.store(true, Ordering::Relaxed);
+            drop(index);
+            self.revived
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((*token, source.to_owned()));
             return Ok(true);
         }
         Ok(false)
@@ -592,28 +689,55 @@ impl Repository {
         items
     }
 
-    /// Removes content that no snapshot references. The index without them
-    /// is saved first, so a crash leaves orphan files (harmless, found by
-    /// check) rather than index entries pointing at nothing.
-    pub fn prune(&self) -> Result<PruneReport> {
-        let doomed: Vec<(ContentToken, IndexEntry)> = {
-            let mut index = self.index();
-            let tokens: Vec<ContentToken> = index
-                .entries
-                .iter()
-                .filter(|(_, e)| e.refs == 0)
-                .map(|(t, _)| *t)
-                .collect();
-            tokens
-                .into_iter()
-                .filter_map(|t| index.entries.remove(&t).map(|e| (t, e)))
-                .collect()
-        };
+    /// Removes content that no snapshot references: count zero in the
+    /// index, absent from `rules.referenced` (every snapshot the repository
+    /// knows of, read just now), and released and untouched for at least
+    /// `rules.min_age` (a backup on another machine may be about to use it;
+    /// no lock is trusted across machines). Zero counts of content some
+    /// snapshot uses are raised instead. The index without the removed items
+    /// is saved first, so a crash leaves orphan files (found by check), never
+    /// index entries pointing at nothing.
+    pub fn prune(&self, rules: &PruneRules) -> Result<PruneReport> {
         let mut report = PruneReport::default();
-        if doomed.is_empty() {
-            return Ok(report);
+        let now = std::time::SystemTime::now();
+        let now_secs = now_secs().max(0) as u64;
+        let zero: Vec<(ContentToken, IndexEntry)> = self
+            .index()
+            .entries
+            .iter()
+            .filter(|(_, e)| e.refs == 0)
+            .map(|(t, e)| (*t, *e))
+            .collect();
+        let mut doomed = Vec::new();
+        for (token, entry) in zero {
+            if let Some(&found) = rules.referenced.get(&token) {
+                if let Some(e) = self.index().entries.get_mut(&token) {
+                    e.refs = found;
+                    e.zero_since = 0;
+                }
+                self.dirty.store(true, Ordering::SeqCst);
+                report.kept_referenced += 1;
+                continue;
+            }
+            let released_secs = now_secs.saturating_sub(entry.zero_since);
+            let young = rules.min_age > Duration::ZERO
+                && (released_secs < rules.min_age.as_secs()
+                    || self.touched_within(&token, now, rules.min_age));
+            if young {
+                report.kept_young += 1;
+                continue;
+            }
+            doomed.push((token, entry));
         }
-        self.dirty.store(true, Ordering::SeqCst);
+        {
+            let mut index = self.index();
+            for (token, _) in &doomed {
+                index.entries.remove(token);
+            }
+        }
+        if !doomed.is_empty() {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
         self.commit()?;
         for (token, entry) in doomed {
             for form in [StoredForm::Gzip, StoredForm::Plain] {
@@ -625,6 +749,23 @@ impl Repository {
             report.stored_bytes += entry.stored_size;
         }
         Ok(report)
+    }
+
+    /// True when a content file of `token` was modified within `age` of
+    /// `now` (a backup elsewhere revived it).
+    fn touched_within(
+        &self,
+        token: &ContentToken,
+        now: std::time::SystemTime,
+        age: Duration,
+    ) -> bool {
+        [StoredForm::Gzip, StoredForm::Plain].iter().any(|f| {
+            fs::metadata(self.content_path(token, *f))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|d| d < age)
+        })
     }
 
     /// Rewrites every content file into `target` form (gzip keeps files that
@@ -939,11 +1080,48 @@ mod tests {
         r.commit().unwrap();
         assert_eq!(r.release_contents([&t]), 0);
         r.commit().unwrap();
-        let report = r.prune().unwrap();
+        let nothing = HashMap::new();
+        let now = PruneRules {
+            referenced: &nothing,
+            min_age: Duration::ZERO,
+        };
+        let report = r.prune(&now).unwrap();
         assert_eq!(report.items, 1);
         assert_eq!(report.content_bytes, 1000);
         assert!(!r.content_path(&t, StoredForm::Gzip).exists());
-        assert_eq!(r.prune().unwrap(), PruneReport::default());
+        assert_eq!(r.prune(&now).unwrap(), PruneReport::default());
+    }
+
+    #[test]
+    fn prune_respects_snapshots_and_min_age() {
+        let (tmp, dir) = repo(true);
+        let a = tmp.path().join("a");
+        fs::write(&a, b"y".repeat(500)).unwrap();
+        let r = locked(&dir);
+        let t = r.store_contents(&a).unwrap();
+        r.release_contents([&t]);
+        r.commit().unwrap();
+        // A snapshot still uses it (a count lost elsewhere): kept, raised.
+        let used = HashMap::from([(t, 1)]);
+        let rep = r
+            .prune(&PruneRules {
+                referenced: &used,
+                min_age: Duration::ZERO,
+            })
+            .unwrap();
+        assert_eq!((rep.items, rep.kept_referenced), (0, 1));
+        assert_eq!(r.content_storage_stats(&t).unwrap().1, 1);
+        // Released just now on a shared repository: kept for min_age.
+        r.release_contents([&t]);
+        let nothing = HashMap::new();
+        let rep = r
+            .prune(&PruneRules {
+                referenced: &nothing,
+                min_age: Duration::from_secs(3600),
+            })
+            .unwrap();
+        assert_eq!((rep.items, rep.kept_young), (0, 1));
+        assert!(r.open_contents_read_only(&t).is_ok());
     }
 
     #[test]
@@ -1006,6 +1184,32 @@ mod tests {
                 proptest::prop_assert!(e.to_string().contains(FORMAT_FILE));
             }
         }
+    }
+
+    #[test]
+    fn revived_content_pruned_meanwhile_is_written_again() {
+        let (tmp, dir) = repo(true);
+        let a = tmp.path().join("a");
+        fs::write(&a, b"revive me ".repeat(50)).unwrap();
+        let r = locked(&dir);
+        let t = r.store_contents(&a).unwrap();
+        r.release_contents([&t]);
+        r.commit().unwrap();
+        // Revived: the file exists, so the count goes up without a write.
+        assert_eq!(r.store_contents(&a).unwrap(), t);
+        // Another machine's prune removes the file before our snapshot.
+        for form in [StoredForm::Gzip, StoredForm::Plain] {
+            let _ = fs::remove_file(r.content_path(&t, form));
+        }
+        assert_eq!(r.confirm_revived().unwrap(), 1);
+        let mut back = Vec::new();
+        r.open_contents_read_only(&t)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, b"revive me ".repeat(50));
+        assert_eq!(r.content_storage_stats(&t).unwrap().1, 1);
+        assert_eq!(r.confirm_revived().unwrap(), 0);
     }
 
     #[test]

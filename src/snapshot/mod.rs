@@ -184,6 +184,10 @@ pub fn backup(
             return Err(e.into());
         }
     };
+    // Content this backup revived may have been pruned from another machine
+    // while it ran; put back what is missing, now that the snapshot is
+    // there for every later prune to see.
+    repo.confirm_revived()?;
     Ok(BackupReport {
         name,
         size_on_disk: format::file_size(&spec.snapshot_dir, &name),
