@@ -196,7 +196,64 @@ fn bench_change_detection(n: usize) {
     );
 }
 
+/// Gzip backends and levels on real files (`BENCH_CORPUS=DIR`, e.g. the
+/// small corpus of ../shared/bench): speed on one core and stored size,
+/// each file compressed on its own as the repository does.
+fn bench_levels() {
+    let Some(dir) = std::env::var_os("BENCH_CORPUS") else {
+        println!("levels: set BENCH_CORPUS=DIR to compare gzip levels on real files");
+        return;
+    };
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && m.len() <= 1 << 20 {
+                files.push(fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let total: usize = files.iter().map(Vec::len).sum();
+    for level in [1, 3, 6, 9] {
+        let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
+        let mut stored = 0;
+        let d = best(2, || {
+            stored = 0;
+            for f in &files {
+                let mut out = vec![0; c.gzip_compress_bound(f.len())];
+                let n = c.gzip_compress(f, &mut out).unwrap();
+                stored += n.min(f.len());
+            }
+        });
+        println!(
+            "levels libdeflate {level}: {:7.0} MB/s, stored {:5.1}% of {:.0} MB",
+            mb_per_s(total, d),
+            stored as f64 * 100.0 / total as f64,
+            total as f64 / 1e6
+        );
+    }
+    let mut stored = 0;
+    let d = best(2, || {
+        stored = 0;
+        for f in &files {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(f).unwrap();
+            stored += e.finish().unwrap().len().min(f.len());
+        }
+    });
+    println!(
+        "levels flate2/zlib-rs 6: {:7.0} MB/s, stored {:5.1}%",
+        mb_per_s(total, d),
+        stored as f64 * 100.0 / total as f64
+    );
+}
+
 fn main() {
+    bench_levels();
     bench_hash_and_gzip();
     bench_snapshot_codec();
     bench_change_detection(20_000);
