@@ -73,7 +73,8 @@ pub fn check(ctx: &Context, args: CheckArgs, command: &str) -> anyhow::Result<u8
     let opts = CheckOptions {
         read_data: args.read_data,
         repair: args.repair,
-        complete: complete && (args.lower_counts || !args.repair),
+        complete,
+        lower_counts: args.lower_counts,
     };
     let mut report = repo.check(&scan.refs, opts);
     for dir in &dirs {

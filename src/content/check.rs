@@ -73,9 +73,11 @@ pub struct CheckOptions {
     /// Raise low counts, remove stale temp files and old orphans.
     pub repair: bool,
     /// The references given are all there are (every snapshot directory
-    /// using the repository was read): counts may be lowered to match, and
-    /// unreferenced content is reported.
+    /// using the repository was read): counts that are too high and
+    /// unreferenced content are reported, old orphans may be removed.
     pub complete: bool,
+    /// With `repair` and `complete`: lower counts that are too high.
+    pub lower_counts: bool,
 }
 
 impl Repository {
@@ -128,7 +130,7 @@ impl Repository {
                     counted: e.refs,
                     found,
                 });
-                if opts.repair {
+                if opts.repair && opts.lower_counts {
                     report.repaired.push(format!(
                         "lowered the count of {token} from {} to {found}",
                         e.refs
@@ -168,8 +170,8 @@ impl Repository {
             let form = entries
                 .iter()
                 .find(|(t, _)| t == token)
-                .map_or(StoredForm::Gzip, |(_, f)| *f);
-            if !known.contains(token) || !on_disk.contains_key(token) {
+                .map_or(self.prefer, |(_, f)| *f);
+            if !on_disk.contains_key(token) {
                 report.findings.push(Finding::MissingContent {
                     token: *token,
                     path: self.content_path(token, form),
@@ -177,20 +179,30 @@ impl Repository {
                 continue;
             }
             report.items_checked += 1;
-            if opts.read_data && !self.content_matches(token, form) {
+            let damaged =
+                (opts.read_data || !known.contains(token)) && !self.content_matches(token, form);
+            if damaged {
                 report.findings.push(Finding::DamagedContent {
                     token: *token,
                     path: self.content_path(token, form),
                 });
+            } else if !known.contains(token) && opts.repair {
+                // Referenced, present, intact, but not indexed (an index
+                // update lost between machines): index it again.
+                if let Some(msg) = self.reindex(token, refs[token]) {
+                    report.repaired.push(msg);
+                }
             }
         }
         for (token, paths) in &on_disk {
-            if known.contains(token) {
+            if known.contains(token) || refs.contains_key(token) {
                 continue;
             }
             for path in paths {
                 report.findings.push(Finding::Orphan { path: path.clone() });
-                let stale = opts.repair && older_than(path, STALE_AFTER);
+                // Only when every snapshot was read: an orphan may be the
+                // content of a snapshot we could not see.
+                let stale = opts.repair && opts.complete && older_than(path, STALE_AFTER);
                 if stale && fsio::remove_file_if_exists(path).is_ok() {
                     report
                         .repaired
@@ -198,6 +210,26 @@ impl Repository {
                 }
             }
         }
+    }
+
+    /// Adds an index entry for a present content file; returns what was done.
+    fn reindex(&self, token: &ContentToken, refs: u64) -> Option<String> {
+        let (file, form) = self.find_content_file(token, self.prefer)?;
+        let stored_size = file.metadata().ok()?.len();
+        let mut reader = ContentReader::new(file, form);
+        let size = std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
+        self.index().entries.insert(
+            *token,
+            super::IndexEntry {
+                refs,
+                size,
+                stored_size,
+                form,
+                zero_since: 0,
+            },
+        );
+        self.dirty.store(true, Ordering::SeqCst);
+        Some(format!("indexed {token} again with count {refs}"))
     }
 
     fn content_matches(&self, token: &ContentToken, form: StoredForm) -> bool {
@@ -285,4 +317,86 @@ fn older_than(path: &Path, age: Duration) -> bool {
         .ok()
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .is_some_and(|d| d >= age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{Access, LockWait};
+
+    fn repo_with(content: &[u8]) -> (tempfile::TempDir, Repository, ContentToken) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("r");
+        Repository::create(&dir, true).unwrap();
+        let r = Repository::open(
+            &dir,
+            Access::Locked {
+                command: "test",
+                wait: LockWait::no_wait(),
+            },
+        )
+        .unwrap();
+        let src = tmp.path().join("src");
+        fs::write(&src, content).unwrap();
+        let t = r.store_contents(&src).unwrap();
+        r.commit().unwrap();
+        (tmp, r, t)
+    }
+
+    #[test]
+    fn lost_index_entry_is_readable_reported_and_reindexed() {
+        let (_tmp, r, t) = repo_with(&b"lost entry ".repeat(40));
+        // Another machine's index generation replaced ours.
+        r.index().entries.clear();
+        assert!(r.open_contents_read_only(&t).is_ok(), "found by its name");
+        let refs = HashMap::from([(t, 2)]);
+        let opts = CheckOptions {
+            repair: true,
+            complete: true,
+            ..CheckOptions::default()
+        };
+        let report = r.check(&refs, opts);
+        assert!(report.findings.contains(&Finding::CountTooLow {
+            token: t,
+            counted: 0,
+            found: 2
+        }));
+        assert!(
+            !report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::Orphan { .. } | Finding::MissingContent { .. })),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!(r.content_storage_stats(&t).unwrap().1, 2);
+        assert!(r.open_contents_read_only(&t).is_ok(), "never removed");
+    }
+
+    #[test]
+    fn damaged_and_missing_content_are_found() {
+        let (_tmp, r, t) = repo_with(&b"damage me ".repeat(40));
+        let refs = HashMap::from([(t, 1)]);
+        let path = r.content_path(&t, StoredForm::Gzip);
+        fs::write(&path, b"not gzip").unwrap();
+        let opts = CheckOptions {
+            read_data: true,
+            ..CheckOptions::default()
+        };
+        assert!(
+            r.check(&refs, opts)
+                .findings
+                .contains(&Finding::DamagedContent {
+                    token: t,
+                    path: path.clone()
+                })
+        );
+        fs::remove_file(&path).unwrap();
+        assert!(
+            r.check(&refs, opts)
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::MissingContent { .. }))
+        );
+    }
 }

@@ -567,12 +567,14 @@ impl Repository {
 
     /// A reader of the content's bytes.
     pub fn open_contents_read_only(&self, token: &ContentToken) -> Result<ContentReader> {
+        // A token the index lacks (an index update lost to two machines
+        // writing at once) is still found by its name: content files are
+        // named by what they hold.
         let form = self
             .index()
             .entries
             .get(token)
-            .map(|e| e.form)
-            .ok_or(ContentError::UnknownToken(*token))?;
+            .map_or(self.prefer, |e| e.form);
         match self.find_content_file(token, form) {
             Some((file, form)) => Ok(ContentReader::new(file, form)),
             None => Err(ContentError::MissingContent {
