@@ -260,6 +260,12 @@ fn is_unsupported(e: &io::Error) -> bool {
 /// is safe for our files because a name that exists already holds the same
 /// content (content files) or is never reused (generations, snapshots).
 pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    // Once refused (FUSE, SMB), not asked again: each refusal is a round
+    // trip to the server.
+    static UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if UNSUPPORTED.load(Ordering::Relaxed) {
+        return check_then_rename(from, to);
+    }
     let c_from = c_path(from)?;
     let c_to = c_path(to)?;
     let rc = retry_busy(|| {
@@ -283,14 +289,20 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) if is_unsupported(&e) => {
-            if fs::symlink_metadata(to).is_ok() {
-                return Ok(false);
-            }
-            retry_busy(|| fs::rename(from, to))?;
-            Ok(true)
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+            check_then_rename(from, to)
         }
         Err(e) => Err(e),
     }
+}
+
+/// The fallback where `renameat2(RENAME_NOREPLACE)` is refused.
+fn check_then_rename(from: &Path, to: &Path) -> io::Result<bool> {
+    if fs::symlink_metadata(to).is_ok() {
+        return Ok(false);
+    }
+    retry_busy(|| fs::rename(from, to))?;
+    Ok(true)
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {

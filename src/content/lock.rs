@@ -6,7 +6,7 @@
 //! automatically; another host's lock is reported with its age, and its
 //! mtime is refreshed while the holder works so a live lock looks fresh.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,7 +94,9 @@ pub enum LockError {
         holder = .0.describe()
     )]
     Held(LockHolder),
-    #[error("lock file {0} is unreadable or corrupt")]
+    #[error(
+        "lock file {0} is unreadable or corrupt; if no epygibus run is using the repository, remove it with `epygibus unlock -R <repository>`"
+    )]
     Corrupt(PathBuf),
     #[error("could not create lock file {path}: {err}")]
     Io { path: PathBuf, err: io::Error },
@@ -225,17 +227,19 @@ impl Drop for RepoLock {
     }
 }
 
+/// Creates the lock complete or not at all: the holder is written to a
+/// temp file that is then renamed to `lock` without replacing one, so a
+/// run killed at any instant never leaves an empty lock that nobody could
+/// attribute (and so break).
 fn try_create(path: &Path, me: &LockHolder) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let written = file
-        .write_all(me.encode().as_bytes())
-        .and_then(|()| fsio::sync_file(&file));
-    if let Err(e) = written {
-        drop(file);
-        let _ = fs::remove_file(path);
-        return Err(e);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = fsio::TempFile::create_in(dir)?;
+    temp.write_all(me.encode().as_bytes())?;
+    if temp.commit(path)? {
+        Ok(())
+    } else {
+        Err(io::Error::from(io::ErrorKind::AlreadyExists))
     }
-    Ok(())
 }
 
 enum HolderState {
@@ -292,9 +296,20 @@ fn refresh_until(path: &Path, stop: &AtomicBool) {
         thread::park_timeout(Duration::from_secs(1));
         if last.elapsed() >= REFRESH_EVERY {
             last = Instant::now();
-            if let Ok(f) = OpenOptions::new().append(true).open(path) {
-                let _ = f.set_modified(SystemTime::now());
-            }
+            // By path, without opening: smbnetfs hangs and then fails
+            // opening a file for appending, and takes other I/O down with it.
+            let now = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+            };
+            let _ =
+                rustix::fs::utimensat(rustix::fs::CWD, path, &now, rustix::fs::AtFlags::empty());
         }
     }
 }

@@ -199,6 +199,9 @@ pub struct Repository {
     /// Zero-count content referenced again this run, with a source file
     /// that holds it.
     revived: Mutex<Vec<(ContentToken, PathBuf)>>,
+    /// Every reference counted since [`Repository::begin_session`], so a
+    /// failed backup can give them all back.
+    session_refs: Mutex<Vec<ContentToken>>,
     pub session: SessionCounters,
     _lock: Option<RepoLock>,
 }
@@ -273,6 +276,7 @@ impl Repository {
             durability: fsio::durability_of(dir),
             unsynced: AtomicBool::new(false),
             revived: Mutex::new(Vec::new()),
+            session_refs: Mutex::new(Vec::new()),
             session: SessionCounters::default(),
             _lock: lock,
         })
@@ -469,6 +473,8 @@ impl Repository {
                 Some(e) if e.refs > 0 => {
                     e.refs += 1;
                     self.dirty.store(true, Ordering::Relaxed);
+                    drop(index);
+                    self.note_reference(token);
                     return Ok(true);
                 }
                 Some(e) => e.form,
@@ -484,6 +490,7 @@ impl Repository {
             e.zero_since = 0;
             self.dirty.store(true, Ordering::Relaxed);
             drop(index);
+            self.note_reference(token);
             self.revived
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -521,6 +528,7 @@ impl Repository {
         };
         self.dirty.store(true, Ordering::Relaxed);
         drop(index);
+        self.note_reference(&token);
         if is_new {
             let s = &self.session;
             s.new_items.fetch_add(1, Ordering::Relaxed);
@@ -540,7 +548,37 @@ impl Repository {
         entry.refs += 1;
         entry.zero_since = 0;
         self.dirty.store(true, Ordering::Relaxed);
+        drop(index);
+        self.note_reference(token);
         Ok(())
+    }
+
+    fn note_reference(&self, token: &ContentToken) {
+        self.session_refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(*token);
+    }
+
+    /// Starts counting the references a backup takes (see
+    /// [`Repository::rollback_session`]).
+    pub fn begin_session(&self) {
+        self.session_refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Gives back every reference counted since [`Repository::begin_session`]
+    /// and saves the index, so content stored by a backup that failed is
+    /// unreferenced (prunable) rather than counted for nothing or left as
+    /// unindexed files. Best effort: on a full disk the index may not be
+    /// writable, and counts then stay as they were on disk.
+    pub fn rollback_session(&self) -> Result<()> {
+        let refs =
+            std::mem::take(&mut *self.session_refs.lock().unwrap_or_else(|p| p.into_inner()));
+        self.release_contents(&refs);
+        self.commit()
     }
 
     /// Drops one reference per listed token (a token listed twice loses

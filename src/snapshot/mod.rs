@@ -123,12 +123,24 @@ pub fn backup(
             .collect(),
     };
     let prev = previous.as_ref().map(|s| (&s.root, s.header.started_ns));
+    repo.begin_session();
     let built = generate::build_tree(repo, &plan, prev, progress);
     progress.finish();
-    let built = built?;
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // Content stored before the failure stays indexed but
+            // unreferenced, so prune reclaims it.
+            let _ = repo.rollback_session();
+            return Err(e.into());
+        }
+    };
     drop(previous);
     let write_began = Instant::now();
-    repo.commit()?;
+    if let Err(e) = repo.commit() {
+        let _ = repo.rollback_session();
+        return Err(e.into());
+    }
     let session = &repo.session;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let skipped = built
@@ -179,8 +191,7 @@ pub fn backup(
             // No snapshot uses the references counted for it: give them
             // back so the content stays prunable (best effort; counts that
             // stay too high are safe and `check` finds them).
-            repo.release_contents(&snapshot.root.tokens());
-            let _ = repo.commit();
+            let _ = repo.rollback_session();
             return Err(e.into());
         }
     };

@@ -264,6 +264,11 @@ fn timestamps(attrs: &Attrs) -> Timestamps {
 /// Failures are ignored: file systems without permissions (exFAT, SMB)
 /// refuse some of these, and the content is what matters.
 fn apply_attrs(fd: &OwnedFd, attrs: &Attrs, set_owner: bool) {
+    apply_owner_and_mode(fd, attrs, set_owner);
+    let _ = rustix::fs::futimens(fd, &timestamps(attrs));
+}
+
+fn apply_owner_and_mode(fd: &OwnedFd, attrs: &Attrs, set_owner: bool) {
     if set_owner {
         let _ = rustix::fs::fchown(
             fd,
@@ -272,7 +277,6 @@ fn apply_attrs(fd: &OwnedFd, attrs: &Attrs, set_owner: bool) {
         );
     }
     let _ = rustix::fs::fchmod(fd, Mode::from_raw_mode(attrs.permissions()));
-    let _ = rustix::fs::futimens(fd, &timestamps(attrs));
 }
 
 /// What is at a name in a directory now.
@@ -588,10 +592,18 @@ impl<'s> Restorer<'s> {
         .map_err(|e| classify("create", path, errno(e)))?;
         let written = copy_checked(&mut reader, File::from(fd), node, path).and_then(|file| {
             let fd = OwnedFd::from(file);
-            apply_attrs(&fd, &node.attrs, self.opts.set_owner);
+            apply_owner_and_mode(&fd, &node.attrs, self.opts.set_owner);
             drop(fd);
             rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
-                .map_err(|e| classify("rename into place", path, errno(e)))
+                .map_err(|e| classify("rename into place", path, errno(e)))?;
+            // Times last, by name: over SMB the rename resets the mtime.
+            let _ = rustix::fs::utimensat(
+                dir,
+                name.as_bytes(),
+                &timestamps(&node.attrs),
+                AtFlags::SYMLINK_NOFOLLOW,
+            );
+            Ok(())
         });
         if written.is_err() {
             let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
