@@ -15,9 +15,10 @@
 #   EPYGIBUS_CRASH_CASES    worlds run in parallel (default 2)
 #   EPYGIBUS_CRASH_KEEP=1   keep the temp dir of a failing case
 #   EPYGIBUS_CRASH_TMPDIR, EPYGIBUS_CRASH_EXTRACT_DIR, EPYGIBUS_CRASH_VERBOSE
-#   EPYGIBUS_CRASH_CONTINUE_ON_EMPTY_LOCK  default 1 here: the known
-#           empty-lock bug is recorded and the soak goes on; it still fails
-#           at the end. Set 0 to stop at the first hit.
+#   EPYGIBUS_CRASH_CONTINUE_ON_EMPTY_LOCK  default 1 here: an empty lock
+#           left by a killed run (fixed: locks are now written complete or
+#           not at all) is recorded and the soak goes on; it still fails at
+#           the end. Set 0 to stop at the first hit.
 #
 # Exit status: that of `cargo test` (0 when nothing was lost).
 set -euo pipefail
