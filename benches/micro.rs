@@ -217,7 +217,7 @@ fn bench_levels() {
         }
     }
     let total: usize = files.iter().map(Vec::len).sum();
-    for level in [1, 3, 6, 9] {
+    for level in [1, 3, 4, 5, 6, 9] {
         let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
         let mut stored = 0;
         let d = best(2, || {

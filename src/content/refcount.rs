@@ -83,33 +83,41 @@ pub enum IndexDecodeError {
     Duplicate(ContentToken),
     #[error("its generation number {0} differs from its file name")]
     WrongGeneration(u64),
+    #[error("it holds a number that does not fit in 64 bits")]
+    BadNumber,
+    #[error("it has bytes after its last entry")]
+    TrailingBytes,
 }
 
-const MAGIC: &[u8] = b"epygibus-index 1\n";
-const ENTRY_LEN: usize = 32 + 8 + 8 + 8 + 1 + 8;
+const MAGIC: &[u8] = b"epygibus-index 2\n";
+/// Bytes of a token plus the form byte; the numbers that follow are
+/// LEB128 varints (1 to 10 bytes each).
+const ENTRY_MIN_LEN: usize = 32 + 1 + 4;
 const CHECKSUM_LEN: usize = 32;
 /// File-name prefix of index generations.
 pub const INDEX_PREFIX: &str = "index.";
 
 impl RefIndex {
-    /// Encodes as: magic, generation (u64 LE), entry count (u64 LE), fixed
-    /// 65-byte entries sorted by token, then the BLAKE3 of all that.
+    /// Encodes as: magic, generation (u64 LE), entry count (u64 LE), then
+    /// per entry, sorted by token: the token (32 bytes), the form (1 byte),
+    /// and references, size, stored size and zero-since as LEB128 varints
+    /// (an entry is ~40 bytes, not 65: the index is rewritten by every
+    /// backup, so its size is bytes sent to the NAS each time); then the
+    /// BLAKE3 of all that.
     pub fn encode(&self) -> Vec<u8> {
         let mut tokens: Vec<&ContentToken> = self.entries.keys().collect();
         tokens.sort_unstable();
-        let mut out =
-            Vec::with_capacity(MAGIC.len() + 16 + tokens.len() * ENTRY_LEN + CHECKSUM_LEN);
+        let mut out = Vec::with_capacity(MAGIC.len() + 16 + tokens.len() * 44 + CHECKSUM_LEN);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.generation.to_le_bytes());
         out.extend_from_slice(&(tokens.len() as u64).to_le_bytes());
         for token in tokens {
             let e = &self.entries[token];
             out.extend_from_slice(token.as_bytes());
-            out.extend_from_slice(&e.refs.to_le_bytes());
-            out.extend_from_slice(&e.size.to_le_bytes());
-            out.extend_from_slice(&e.stored_size.to_le_bytes());
             out.push(e.form.code());
-            out.extend_from_slice(&e.zero_since.to_le_bytes());
+            for n in [e.refs, e.size, e.stored_size, e.zero_since] {
+                put_varint(&mut out, n);
+            }
         }
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
@@ -121,33 +129,40 @@ impl RefIndex {
         let mut r = Reader(body);
         let generation = r.u64()?;
         let count = r.u64()?;
-        if (r.0.len() as u64) != count.saturating_mul(ENTRY_LEN as u64) {
+        if (r.0.len() as u64) < count.saturating_mul(ENTRY_MIN_LEN as u64) {
             return Err(IndexDecodeError::Truncated);
         }
         let mut entries = HashMap::with_capacity(count as usize);
         for i in 0..count {
             let token = ContentToken::from_slice(r.take(32)?).ok_or(IndexDecodeError::Truncated)?;
-            let refs = r.u64()?;
-            let size = r.u64()?;
-            let stored_size = r.u64()?;
             let form = StoredForm::from_code(r.take(1)?[0]).ok_or(IndexDecodeError::BadForm(i))?;
-            let zero_since = r.u64()?;
             let entry = IndexEntry {
-                refs,
-                size,
-                stored_size,
+                refs: r.varint()?,
+                size: r.varint()?,
+                stored_size: r.varint()?,
                 form,
-                zero_since,
+                zero_since: r.varint()?,
             };
             if entries.insert(token, entry).is_some() {
                 return Err(IndexDecodeError::Duplicate(token));
             }
+        }
+        if !r.0.is_empty() {
+            return Err(IndexDecodeError::TrailingBytes);
         }
         Ok(RefIndex {
             generation,
             entries,
         })
     }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 /// Checks magic and checksum; returns the bytes between them.
@@ -187,6 +202,23 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, IndexDecodeError> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("took 8 bytes")))
+    }
+
+    /// An LEB128 varint of at most 10 bytes that fits in a u64.
+    fn varint(&mut self) -> Result<u64, IndexDecodeError> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(IndexDecodeError::BadNumber);
+            }
+            n |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(IndexDecodeError::BadNumber)
     }
 }
 
@@ -272,6 +304,30 @@ mod tests {
         let sum = blake3::hash(&body);
         body.extend_from_slice(sum.as_bytes());
         assert_eq!(RefIndex::decode(&body), Err(IndexDecodeError::Truncated));
+    }
+
+    #[test]
+    fn varints_round_trip_at_the_edges() {
+        let mut idx = RefIndex::default();
+        for (i, n) in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX - 1, u64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            idx.entries.insert(
+                ContentToken::of(&[i as u8]),
+                IndexEntry {
+                    refs: n,
+                    size: n,
+                    stored_size: n,
+                    form: StoredForm::Plain,
+                    zero_since: n,
+                },
+            );
+        }
+        assert_eq!(RefIndex::decode(&idx.encode()).unwrap(), idx);
+        // An eleventh continuation byte is refused.
+        let mut r = Reader(&[0xff; 11]);
+        assert_eq!(r.varint(), Err(IndexDecodeError::BadNumber));
     }
 
     #[test]
