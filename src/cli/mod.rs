@@ -215,6 +215,7 @@ impl Context {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    limit_malloc_arenas();
     let matches =
         grouped_help(Cli::command()).get_matches_from(seed_spellings(std::env::args_os()));
     let cli = match Cli::from_arg_matches(&matches) {
@@ -269,6 +270,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
         Command::Ls(a) => restore::ls(&ctx, a),
+    }
+}
+
+/// glibc gives each thread its own heap; with a dozen threads freeing and
+/// allocating buffers of up to a few MiB, freed memory piles up in them.
+/// Two arenas: peak memory of a first backup of the full benchmark corpus
+/// went from 86 MB to 59 MB, with the same CPU time.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any
+    // thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

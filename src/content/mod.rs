@@ -320,10 +320,10 @@ impl Repository {
             return Err(ContentError::NotRegularFile(path.to_owned()));
         }
         let expected = meta.len();
-        if expected <= store::CHUNK as u64 {
+        if expected <= store::SMALL_FILE as u64 {
             let mut data = Vec::with_capacity(expected as usize + 1);
             (&mut file)
-                .take(store::CHUNK as u64 + 1)
+                .take(store::SMALL_FILE as u64 + 1)
                 .read_to_end(&mut data)
                 .map_err(source_err(path))?;
             if data.len() as u64 != expected {
