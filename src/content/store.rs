@@ -30,9 +30,9 @@ const CHUNKS_PER_BATCH: usize = 2;
 /// libdeflate level. Measured on the benchmark corpus (one core, files
 /// compressed one by one): level 4 compresses at 201 MB/s to 35.0%, level 5
 /// at 172 MB/s to 34.5%, level 6 at 146 MB/s to 34.4%, level 9 at 62 MB/s
-/// to 34.1%. Compression is 70% of a first backup's CPU; on the full corpus
-/// level 4 took a first backup from 0.92x restic's time to about 0.75x,
-/// with a repository still no larger than restic's.
+/// to 34.1%. Deflate is 70% of a first backup's CPU; on the full corpus,
+/// back to back, level 6 took 10.3 s and level 4 7.8 s, and the repository
+/// stays smaller than restic's (529.3 MB against 530.8 MB).
 const GZIP_LEVEL: i32 = 4;
 
 thread_local! {

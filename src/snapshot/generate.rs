@@ -513,8 +513,8 @@ impl<'a> Walker<'a> {
             .sum();
         let total_files = self.pending.iter().filter(|p| p.same_as.is_none()).count();
         progress.phase("storing", total_files as u64, total_bytes);
-        let stored: Vec<Option<Result<ContentToken, ContentError>>> = crate::pool::io_pool()
-            .install(|| {
+        let stored: Vec<Option<Result<ContentToken, ContentError>>> = repo.flushing_while(|| {
+            crate::pool::io_pool().install(|| {
                 self.pending
                     .par_iter()
                     .map(|p| {
@@ -529,7 +529,8 @@ impl<'a> Walker<'a> {
                         Some(result)
                     })
                     .collect()
-            });
+            })
+        });
         if abort.load(Ordering::Relaxed) {
             let first_failure = stored
                 .into_iter()
