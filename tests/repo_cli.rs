@@ -7,6 +7,9 @@
 //! never read or written. Storing content has no command yet, so that part
 //! uses the library directly.
 
+mod common;
+
+use common::{noise, text};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -311,47 +314,6 @@ fn assert_same_tree(before: &BTreeMap<PathBuf, Node>, after: &BTreeMap<PathBuf, 
         diff.push(format!("added {}", p.display()));
     }
     assert!(diff.is_empty(), "{what} changed the file system: {diff:#?}");
-}
-
-/// Compressible text: numbered lines from a small vocabulary.
-fn text(len: usize, seed: u64) -> Vec<u8> {
-    const WORDS: [&str; 8] = [
-        "backup",
-        "content",
-        "repository",
-        "snapshot",
-        "archive",
-        "token",
-        "gzip",
-        "prune",
-    ];
-    let mut out = Vec::with_capacity(len + 64);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut line = 0u64;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        line += 1;
-        let w = WORDS[(x % 8) as usize];
-        out.extend_from_slice(format!("{seed} line {line}: the {w} is kept once.\n").as_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Incompressible bytes (xorshift64).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn open_locked(dir: &Path) -> Repository {
