@@ -3,7 +3,7 @@
 //! raised; counts that are too high are lowered only when the caller knows
 //! it has seen every snapshot; stale temp files and old orphans are removed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -158,19 +158,16 @@ impl Repository {
         opts: CheckOptions,
         report: &mut CheckReport,
     ) {
-        let entries: Vec<(ContentToken, StoredForm)> = self
+        // Token → indexed form; a token missing here is not indexed.
+        let known: HashMap<ContentToken, StoredForm> = self
             .index()
             .entries
             .iter()
             .map(|(t, e)| (*t, e.form))
             .collect();
         let on_disk = self.content_files();
-        let known: HashSet<ContentToken> = entries.iter().map(|(t, _)| *t).collect();
         for token in refs.keys() {
-            let form = entries
-                .iter()
-                .find(|(t, _)| t == token)
-                .map_or(self.prefer, |(_, f)| *f);
+            let form = known.get(token).copied().unwrap_or(self.prefer);
             if !on_disk.contains_key(token) {
                 report.findings.push(Finding::MissingContent {
                     token: *token,
@@ -179,14 +176,14 @@ impl Repository {
                 continue;
             }
             report.items_checked += 1;
-            let damaged =
-                (opts.read_data || !known.contains(token)) && !self.content_matches(token, form);
+            let damaged = (opts.read_data || !known.contains_key(token))
+                && !self.content_matches(token, form);
             if damaged {
                 report.findings.push(Finding::DamagedContent {
                     token: *token,
                     path: self.content_path(token, form),
                 });
-            } else if !known.contains(token) && opts.repair {
+            } else if !known.contains_key(token) && opts.repair {
                 // Referenced, present, intact, but not indexed (an index
                 // update lost between machines): index it again.
                 if let Some(msg) = self.reindex(token, refs[token]) {
@@ -195,7 +192,7 @@ impl Repository {
             }
         }
         for (token, paths) in &on_disk {
-            if known.contains(token) || refs.contains_key(token) {
+            if known.contains_key(token) || refs.contains_key(token) {
                 continue;
             }
             for path in paths {
