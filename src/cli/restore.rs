@@ -68,15 +68,8 @@ pub struct RestoreArgs {
     /// Replace differing files instead of moving them aside.
     #[arg(long)]
     overwrite: bool,
-    /// Print counts, bytes and time.
-    #[arg(long)]
-    stats: bool,
-    /// With --stats: print one JSON document instead (docs/json.md).
-    #[arg(long, requires = "stats")]
-    json: bool,
-    /// No progress display.
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    out: ReportArgs,
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +94,13 @@ pub struct ExtractArgs {
     /// Write over an existing file or into an existing directory.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    out: ReportArgs,
+}
+
+/// How `restore` and `extract` report what they did.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
     /// Print counts, bytes and time.
     #[arg(long)]
     stats: bool,
@@ -242,25 +242,23 @@ pub fn restore(ctx: &Context, args: RestoreArgs, command: &str) -> anyhow::Resul
     let (name, snapshot) = source.pick(args.back.back)?;
     let opts = restore_options(args.overwrite);
     let stamp = name.stamp();
-    // Check the path before taking the lock: a typo should not wait.
+    // Find the path before taking the lock: a typo should not wait.
     let wanted = match (&args.file, &args.dir) {
         (Some(p), _) => Some((retrieve::absolute(p), Want::File)),
         (None, Some(p)) => Some((retrieve::absolute(p), Want::Dir)),
         (None, None) => None,
     };
-    if let Some((path, want)) = &wanted {
-        retrieve::lookup(&snapshot, &stamp, path, *want)?;
-    }
+    let found = match &wanted {
+        Some((path, want)) => Some((path, retrieve::lookup(&snapshot, &stamp, path, *want)?)),
+        None => None,
+    };
     let repo = source.open_repo(ctx, command)?;
-    let bar = super::progress::Bar::new(args.quiet);
-    let report = match &wanted {
-        Some((path, want)) => {
-            let node = retrieve::lookup(&snapshot, &stamp, path, *want)?;
-            retrieve::restore_path(&repo, &snapshot, node, path, &opts, &bar)?
-        }
+    let bar = super::progress::Bar::new(args.out.quiet);
+    let report = match found {
+        Some((path, node)) => retrieve::restore_path(&repo, &snapshot, node, path, &opts, &bar)?,
         None => retrieve::restore_all(&repo, &snapshot, &opts, &bar)?,
     };
-    Ok(finish(&report, args.stats, args.json, started, "Restored"))
+    Ok(finish(&report, &args.out, started, "Restored"))
 }
 
 pub fn extract(ctx: &Context, args: ExtractArgs, command: &str) -> anyhow::Result<u8> {
@@ -279,7 +277,7 @@ pub fn extract(ctx: &Context, args: ExtractArgs, command: &str) -> anyhow::Resul
     };
     let opts = restore_options(args.overwrite);
     let repo = source.open_repo(ctx, command)?;
-    let bar = super::progress::Bar::new(args.quiet);
+    let bar = super::progress::Bar::new(args.out.quiet);
     let report = retrieve::extract(
         &repo,
         node,
@@ -289,11 +287,11 @@ pub fn extract(ctx: &Context, args: ExtractArgs, command: &str) -> anyhow::Resul
         &opts,
         &bar,
     )?;
-    Ok(finish(&report, args.stats, args.json, started, "Extracted"))
+    Ok(finish(&report, &args.out, started, "Extracted"))
 }
 
 /// Reports problems and moved-aside files; returns the exit status.
-fn finish(report: &RestoreReport, stats: bool, json: bool, started: Instant, verb: &str) -> u8 {
+fn finish(report: &RestoreReport, out: &ReportArgs, started: Instant, verb: &str) -> u8 {
     for (from, to) in &report.moved_aside {
         eprintln!(
             "epygibus: moved {} aside to {}",
@@ -304,7 +302,7 @@ fn finish(report: &RestoreReport, stats: bool, json: bool, started: Instant, ver
     for p in &report.problems {
         eprintln!("epygibus: {p}");
     }
-    if json {
+    if out.json {
         let moved: Vec<_> = report
             .moved_aside
             .iter()
@@ -323,7 +321,7 @@ fn finish(report: &RestoreReport, stats: bool, json: bool, started: Instant, ver
             "problems": report.problems,
             "seconds": started.elapsed().as_secs_f64(),
         }));
-    } else if stats {
+    } else if out.stats {
         outln!(
             "{verb} {} files ({}), {} directories, {} symlinks, {} hard links; {} files already up to date; {} problems; time {}",
             report.files,
