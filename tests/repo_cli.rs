@@ -300,22 +300,6 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
     out
 }
 
-/// Fails with the differing paths when two [`tree`]s differ.
-fn assert_same_tree(before: &BTreeMap<PathBuf, Node>, after: &BTreeMap<PathBuf, Node>, what: &str) {
-    let mut diff = Vec::new();
-    for (p, n) in before {
-        match after.get(p) {
-            None => diff.push(format!("removed {}", p.display())),
-            Some(m) if m != n => diff.push(format!("changed {}", p.display())),
-            _ => {}
-        }
-    }
-    for p in after.keys().filter(|p| !before.contains_key(*p)) {
-        diff.push(format!("added {}", p.display()));
-    }
-    assert!(diff.is_empty(), "{what} changed the file system: {diff:#?}");
-}
-
 fn open_locked(dir: &Path) -> Repository {
     Repository::open(
         dir,
@@ -747,7 +731,7 @@ fn unknown_repository_is_reported_and_nothing_changes() {
             err.contains("no repository named `nope`") && err.contains("epygibus lr"),
             "{args:?}: {err}"
         );
-        assert_same_tree(&before, &tree(env.root()), &format!("{args:?}"));
+        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
     }
 }
 
@@ -775,7 +759,7 @@ fn repository_name_already_used_is_refused() {
                     ),
                 "{err}"
             );
-            assert_same_tree(&before, &tree(env.root()), &format!("{args:?}"));
+            common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
         }
     }
 }
@@ -809,7 +793,7 @@ fn names_outside_the_portable_set_are_refused() {
             let err = env.fail(&args);
             assert!(err.contains("is not a valid name"), "{args:?}: {err}");
         }
-        assert_same_tree(&before, &tree(env.root()), &format!("name {bad:?}"));
+        common::assert_same_state(&before, &tree(env.root()), &format!("name {bad:?}"));
     }
 }
 
@@ -825,7 +809,7 @@ fn location_that_is_a_regular_file_is_refused() {
     ]);
     assert!(err.contains(&file.display().to_string()), "{err}");
     assert!(err.contains("is not a directory"), "{err}");
-    assert_same_tree(&before, &tree(env.root()), "new_repo on a file");
+    common::assert_same_state(&before, &tree(env.root()), "new_repo on a file");
 }
 
 #[test]
@@ -836,7 +820,7 @@ fn location_that_does_not_exist_is_refused() {
     let err = env.fail(&["new_repo", "-L", missing.to_str().unwrap(), "home"]);
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert!(err.contains("No such file or directory"), "{err}");
-    assert_same_tree(&before, &tree(env.root()), "new_repo on a missing dir");
+    common::assert_same_state(&before, &tree(env.root()), "new_repo on a missing dir");
     assert!(!missing.exists());
 }
 
@@ -847,7 +831,7 @@ fn location_that_is_not_writable_is_refused() {
     let err = env.fail(&["new_repo", "--location=/proc", "home"]);
     assert!(err.contains("/proc/epygibus.d"), "{err}");
     assert!(err.contains("could not create directory"), "{err}");
-    assert_same_tree(&before, &tree(env.root()), "new_repo on /proc");
+    common::assert_same_state(&before, &tree(env.root()), "new_repo on /proc");
     assert!(!Path::new("/proc/epygibus.d").exists());
     assert!(!env.config_dir().join("repos").join("home").exists());
 }
@@ -894,7 +878,7 @@ fn corrupt_format_file_is_reported_and_left_alone() {
                 "{what} {args:?}: {err}"
             );
             assert!(err.contains(reason), "{what} {args:?}: {err}");
-            assert_same_tree(&before, &tree(env.root()), &format!("{what} {args:?}"));
+            common::assert_same_state(&before, &tree(env.root()), &format!("{what} {args:?}"));
         }
         assert_eq!(fs::read(&format).unwrap(), bytes);
     }
@@ -914,7 +898,7 @@ fn missing_format_file_says_not_a_repository() {
             err.contains(&format!("{} is not an epygibus repository", dir.display())),
             "{args:?}: {err}"
         );
-        assert_same_tree(&before, &tree(env.root()), &format!("{args:?}"));
+        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
     }
 }
 
@@ -956,7 +940,7 @@ fn corrupt_index_is_reported_and_left_byte_identical() {
                 "{what} (populated {populated}) {args:?}: {err}"
             );
             assert_eq!(fs::read(&index).unwrap(), bad, "{what} {args:?}");
-            assert_same_tree(&before, &tree(env.root()), &format!("{what} {args:?}"));
+            common::assert_same_state(&before, &tree(env.root()), &format!("{what} {args:?}"));
         }
     }
 }
@@ -988,7 +972,7 @@ fn lock_held_by_another_host_is_reported_then_unlocked() {
         assert!(err.contains("epygibus bu -A x"), "{args:?}: {err}");
         assert!(err.contains("12345"), "{args:?}: {err}");
         assert_eq!(fs::read_to_string(&lock).unwrap(), lock_text);
-        assert_same_tree(&before, &tree(env.root()), &format!("{args:?}"));
+        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
     }
     // Reading needs no lock.
     let (_, unreferenced) = env.stats("home");
@@ -1105,8 +1089,8 @@ fn new_repo_over_an_existing_repository_directory_leaves_nothing() {
         assert!(err.contains("already exists"), "{err}");
         assert!(!second.config_dir().join("repos").join("home").exists());
         assert!(temp_entries(dir.parent().unwrap()).is_empty());
-        assert_same_tree(&before_first, &tree(first.root()), "first env");
-        assert_same_tree(&before_second, &tree(second.root()), "second env");
+        common::assert_same_state(&before_first, &tree(first.root()), "first env");
+        common::assert_same_state(&before_second, &tree(second.root()), "second env");
     }
     // The first repository is intact.
     assert_eq!(first.stats("home"), (StatsRow::zero(), StatsRow::zero()));
@@ -1124,7 +1108,7 @@ fn new_repo_whose_spec_cannot_be_written_is_rolled_back() {
         err.contains(&env.config_dir().join("repos").display().to_string()),
         "{err}"
     );
-    assert_same_tree(&before, &tree(env.root()), "failed new_repo");
+    common::assert_same_state(&before, &tree(env.root()), "failed new_repo");
     assert!(!env.location().join("epygibus.d").exists());
 }
 
@@ -1138,7 +1122,7 @@ fn new_repo_failing_inside_an_existing_user_dir_keeps_that_dir() {
     let before = tree(env.root());
     let err = env.fail(&["new_repo", "-L", env.location().to_str().unwrap(), "home"]);
     assert!(err.contains("already exists"), "{err}");
-    assert_same_tree(&before, &tree(env.root()), "failed new_repo");
+    common::assert_same_state(&before, &tree(env.root()), "failed new_repo");
     assert!(temp_entries(&user_dir).is_empty());
 }
 
@@ -1246,7 +1230,7 @@ fn usage_errors_and_odd_input_never_panic() {
         let out = env.run(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(!out.stderr.is_empty(), "{args:?} should say why");
-        assert_same_tree(&before, &tree(env.root()), &format!("{args:?}"));
+        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
     }
     // Large but valid lock wait on an unlocked repository.
     assert_eq!(
@@ -1280,7 +1264,7 @@ fn config_dir_that_is_a_file_is_an_error_not_a_panic() {
             stderr.contains(&file.display().to_string()),
             "{args:?}: {stderr}"
         );
-        assert_same_tree(&before, &tree(env.root()), &format!("{args:?}"));
+        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
     }
 }
 

@@ -438,10 +438,11 @@ pub fn fs_state(dir: &Path) -> BTreeMap<PathBuf, State> {
         .collect()
 }
 
-/// Fails with the differing paths when two [`fs_state`]s differ.
-pub fn assert_same_state(
-    before: &BTreeMap<PathBuf, State>,
-    after: &BTreeMap<PathBuf, State>,
+/// Fails with the differing paths when two listings of a tree (such as
+/// [`fs_state`]s) differ.
+pub fn assert_same_state<V: PartialEq>(
+    before: &BTreeMap<PathBuf, V>,
+    after: &BTreeMap<PathBuf, V>,
     what: &str,
 ) {
     let mut diff = Vec::new();
