@@ -14,3 +14,4 @@ pub mod pool;
 pub mod progress;
 pub mod setup;
 pub mod snapshot;
+pub mod store;
