@@ -369,6 +369,28 @@ impl Config {
         placed
     }
 
+    /// Replaces one of an archive's lists; returns false when the text is
+    /// the same. The configuration lives on this machine's own disk, where
+    /// renaming over a file is atomic: readers see the old list or the
+    /// new one, never none (the backup disk's files are never replaced
+    /// this way).
+    pub fn replace_list(&self, name: &Name, list: ListFile, bytes: &[u8]) -> Result<bool> {
+        let path = self.archive_list_path(name, list);
+        let original = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        if original == bytes {
+            return Ok(false);
+        }
+        let dir = self.archive_dir(name);
+        let mut temp = fsio::TempFile::create_in(&dir).map_err(io_err("write into", &dir))?;
+        std::io::Write::write_all(&mut temp, bytes).map_err(io_err("write", &path))?;
+        temp.replace(&path).map_err(io_err("replace", &path))?;
+        Ok(true)
+    }
+
     /// Removes an archive spec (used to undo a failed `new`).
     pub fn remove_archive(&self, name: &Name) -> Result<()> {
         let dir = self.archive_dir(name);

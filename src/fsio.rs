@@ -1,4 +1,6 @@
-//! File-system helpers that keep data safe on hostile storage (DESIGN.md rule 1).
+//! File-system helpers that keep data safe on hostile storage (the
+//! durable-write rules of docs/design.md); the local directory store
+//! ([`crate::store::LocalStore`]) is built on them.
 //!
 //! Every durable file is written to a temp name in its final directory,
 //! fsynced, then renamed to a name that must not exist yet. Nothing here
@@ -150,6 +152,20 @@ impl TempFile {
         // Either way the temp file is gone; Drop must not remove anything.
         self.path = PathBuf::new();
         Ok(renamed)
+    }
+}
+
+impl TempFile {
+    /// Flushes and renames over `final_path`, replacing what is there. Only
+    /// for files on this machine's own disk (the configuration), where the
+    /// rename is atomic; never for the backup disk.
+    pub fn replace(mut self, final_path: &Path) -> io::Result<()> {
+        let file = self.file.take().expect("temp file committed twice");
+        sync_file(&file)?;
+        drop(file);
+        fs::rename(&self.path, final_path)?;
+        self.path = PathBuf::new();
+        sync_dir(parent_dir(final_path))
     }
 }
 

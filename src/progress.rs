@@ -12,6 +12,12 @@ pub trait Progress: Sync {
     fn file_done(&self, _bytes: u64) {}
     /// The operation ended (successfully or not).
     fn finish(&self) {}
+    /// True once the user asked to stop (Ctrl-C, a GUI's Cancel button).
+    /// Checked once per file: the operation then stops and undoes what a
+    /// failed one would (a backup gives its references back).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.

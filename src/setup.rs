@@ -100,7 +100,7 @@ pub fn create_repository(
         name: name.clone(),
         path: dir.clone(),
     };
-    let result = Repository::create(&dir, compressed)
+    let result = Repository::create_dir(&dir, compressed)
         .map_err(SetupError::from)
         .and_then(|()| {
             config.add_repo(&spec).map_err(|e| {
@@ -161,7 +161,7 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
         .iter()
         .map(|p| checked_include(p))
         .collect::<Result<Vec<_>>>()?;
-    let repo = Repository::open(&new.repo.path, Access::ReadOnly)?;
+    let repo = Repository::open_dir(&new.repo.path, Access::ReadOnly)?;
     let (host, user) = (host()?, user()?);
     let parent = data_root(&new.location)?
         .join("snapshots")
@@ -199,7 +199,10 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
         .add_archive(&spec)
         .map_err(SetupError::from)
         .and_then(|()| {
-            repo.register_user(&id, &snapshot_dir).map_err(|e| {
+            let relative = fsio::relative_path(&new.repo.path, &snapshot_dir);
+            let relative = relative.to_str();
+            let absolute = snapshot_dir.display().to_string();
+            repo.register_user(&id, &absolute, relative).map_err(|e| {
                 let _ = config.remove_archive(&spec.name);
                 SetupError::from(e)
             })

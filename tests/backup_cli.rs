@@ -1065,7 +1065,7 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
     assert_eq!(env.lss("c", &[]), [plain.stamp()]);
     let plain_path = dir.join(plain.stamp());
     assert!(fs::read(&plain_path).unwrap().starts_with(MAGIC));
-    let original = format::read_snapshot(&dir, &plain).unwrap();
+    let original = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &plain).unwrap();
 
     let out = env.ok(&["compress", "-A", "c", "--back", "0"]);
     assert!(
@@ -1078,7 +1078,10 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
     assert!(gunzip(&fs::read(&gz_path).unwrap()).starts_with(MAGIC));
     let gz = env.snapshot_names("c")[0];
     assert!(gz.compressed);
-    assert_eq!(format::read_snapshot(&dir, &gz).unwrap(), original);
+    assert_eq!(
+        format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &gz).unwrap(),
+        original
+    );
     assert_eq!(env.ok(&["compress", "-A", "c"]), "Nothing to do.\n");
 
     let out = env.ok(&["compress", "-U", "-A", "c", "--back=-1"]);
@@ -1088,7 +1091,10 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
     );
     assert!(plain_path.exists() && !gz_path.exists());
     assert_eq!(env.lss("c", &[]), [plain.stamp()]);
-    assert_eq!(format::read_snapshot(&dir, &plain).unwrap(), original);
+    assert_eq!(
+        format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &plain).unwrap(),
+        original
+    );
     assert_eq!(env.ok(&["compress", "-U", "-A", "c"]), "Nothing to do.\n");
 
     // The archive's default (compressed) and -U / -C per backup.
@@ -1179,11 +1185,14 @@ fn del_picks_the_right_snapshot_and_guards_the_last() {
     let all = env.snapshot_names("d");
     assert_eq!(all.len(), 5);
     let del = |args: &[&str], gone: SnapshotName, left: &[SnapshotName]| {
-        let tokens = format::read_snapshot(&env.snapshot_dir("d"), &gone)
-            .unwrap()
-            .root
-            .tokens()
-            .len();
+        let tokens = format::read_snapshot(
+            &epygibus::store::LocalStore::new(&env.snapshot_dir("d")),
+            &gone,
+        )
+        .unwrap()
+        .root
+        .tokens()
+        .len();
         let out = env.ok(args);
         assert_eq!(
             out,
@@ -1419,8 +1428,15 @@ fn corrupt_snapshot_is_named_and_worked_around() {
     let names = env.snapshot_names("k");
     let bad = names[2];
     // Its references stay counted: nothing can release them any more.
-    let bad_tokens = format::read_snapshot(&dir, &bad).unwrap().root.tokens();
-    fs::write(bad.path_in(&dir), b"this is not a snapshot at all\n").unwrap();
+    let bad_tokens = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &bad)
+        .unwrap()
+        .root
+        .tokens();
+    fs::write(
+        dir.join(bad.file_name()),
+        b"this is not a snapshot at all\n",
+    )
+    .unwrap();
 
     assert_eq!(env.lss("k", &[]).len(), 3);
     let rows = env.lss("k", &["--build_stats"]);
@@ -1465,7 +1481,7 @@ fn corrupt_snapshot_is_named_and_worked_around() {
         "{run:?}"
     );
     assert!(
-        lines[0].contains(&bad.path_in(&dir).display().to_string()),
+        lines[0].contains(&dir.join(bad.file_name()).display().to_string()),
         "{run:?}"
     );
     let files = expected_entries(&t, false);
@@ -1473,7 +1489,7 @@ fn corrupt_snapshot_is_named_and_worked_around() {
     let now = env.snapshot_names("k");
     assert_eq!(now.len(), 3);
     assert!(now[2].secs > bad.secs);
-    let newest = format::read_snapshot(&dir, &now[2]).unwrap();
+    let newest = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &now[2]).unwrap();
     assert_matches_source(&newest, &t, false);
     env.assert_ref_counts(
         "r",
@@ -1488,7 +1504,7 @@ fn tokens_of_readable(env: &Env, archive: &str, extra: &[ContentToken]) -> Vec<C
     let dir = env.snapshot_dir(archive);
     let mut all = extra.to_vec();
     for n in env.snapshot_names(archive) {
-        if let Ok(s) = format::read_snapshot(&dir, &n) {
+        if let Ok(s) = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &n) {
             all.extend(s.root.tokens());
         }
     }
@@ -1565,7 +1581,7 @@ fn unwritable_snapshot_directory_fails_cleanly() {
         .collect();
     assert_eq!(left.len(), 1, "only the old snapshot: {left:?}");
     // Counts may be too high after a failure, never too low.
-    let counts = epygibus::content::Repository::open(
+    let counts = epygibus::content::Repository::open_dir(
         &env.repo_dir("r"),
         epygibus::content::Access::ReadOnly,
     )

@@ -301,7 +301,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
 }
 
 fn open_locked(dir: &Path) -> Repository {
-    Repository::open(
+    Repository::open_dir(
         dir,
         Access::Locked {
             command: "test",
@@ -315,11 +315,12 @@ fn open_locked(dir: &Path) -> Repository {
 /// on return.
 fn store(dir: &Path, files: &[&Path]) -> Vec<ContentToken> {
     let repo = open_locked(dir);
+    let session = repo.begin_backup();
     let tokens = files
         .iter()
-        .map(|f| repo.store_contents(f).unwrap())
+        .map(|f| session.store_contents(f).unwrap())
         .collect();
-    repo.commit().unwrap();
+    session.commit_counts().unwrap().snapshot_written().unwrap();
     tokens
 }
 
@@ -331,7 +332,7 @@ fn release(dir: &Path, tokens: &[ContentToken]) {
 
 /// The content's bytes, read through the library without a lock.
 fn read_back(dir: &Path, token: &ContentToken) -> Vec<u8> {
-    let repo = Repository::open(dir, Access::ReadOnly).unwrap();
+    let repo = Repository::open_dir(dir, Access::ReadOnly).unwrap();
     let mut data = Vec::new();
     repo.open_contents_read_only(token)
         .unwrap()
@@ -1342,11 +1343,12 @@ fn measure_store_throughput() {
     for (label, dir) in [("gzip", &gz), ("uncompressed (-U)", &plain)] {
         let start = Instant::now();
         let repo = open_locked(dir);
-        let t = repo.store_contents(&big).unwrap();
-        repo.commit().unwrap();
+        let session = repo.begin_backup();
+        let t = session.store_contents(&big).unwrap();
+        session.commit_counts().unwrap().snapshot_written().unwrap();
         drop(repo);
         let secs = start.elapsed().as_secs_f64();
-        let (stored, _) = Repository::open(dir, Access::ReadOnly)
+        let (stored, _) = Repository::open_dir(dir, Access::ReadOnly)
             .unwrap()
             .content_storage_stats(&t)
             .unwrap();
@@ -1360,8 +1362,9 @@ fn measure_store_throughput() {
     // Storing the same content again only hashes it.
     let start = Instant::now();
     let repo = open_locked(&gz);
-    repo.store_contents(&big).unwrap();
-    repo.commit().unwrap();
+    let session = repo.begin_backup();
+    session.store_contents(&big).unwrap();
+    session.commit_counts().unwrap().snapshot_written().unwrap();
     drop(repo);
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -1390,10 +1393,11 @@ fn measure_store_throughput() {
         .collect();
     let start = Instant::now();
     let repo = open_locked(&many);
+    let session = repo.begin_backup();
     for f in &files {
-        repo.store_contents(f).unwrap();
+        session.store_contents(f).unwrap();
     }
-    repo.commit().unwrap();
+    session.commit_counts().unwrap().snapshot_written().unwrap();
     drop(repo);
     let secs = start.elapsed().as_secs_f64();
     println!(

@@ -972,7 +972,12 @@ fn back_selects_the_right_snapshot() {
     fs::write(&f, v2).unwrap();
     set_times(&f, mtime_of(2), atime_of(2));
     env.bu();
-    assert_eq!(format::list_snapshots(&a.snapshot_dir).unwrap().len(), 2);
+    assert_eq!(
+        format::list_snapshots(&epygibus::store::LocalStore::new(&a.snapshot_dir))
+            .unwrap()
+            .len(),
+        2
+    );
 
     let cat = |back: Option<&str>| {
         let mut a = args!["cat", "-A", "a"];
@@ -1434,7 +1439,9 @@ fn rescue_with_exigency_dir_after_config_is_lost_and_disk_moved() {
     let expected = listing(&tree);
     let a = env.make_archive(&tree, &[], &[]);
     env.bu();
-    let stamp = format::list_snapshots(&a.snapshot_dir).unwrap()[0].stamp();
+    let stamp = format::list_snapshots(&epygibus::store::LocalStore::new(&a.snapshot_dir)).unwrap()
+        [0]
+    .stamp();
 
     fs::remove_dir_all(env.config_dir()).unwrap();
     // Without the configuration -A no longer works…
@@ -1562,9 +1569,10 @@ fn write_crafted(
     mutate: impl FnOnce(&mut DirNode),
     patch: Option<(&[u8], &[u8])>,
 ) -> PathBuf {
-    let names = format::list_snapshots(snapshot_dir).unwrap();
+    let names = format::list_snapshots(&epygibus::store::LocalStore::new(snapshot_dir)).unwrap();
     let newest = *names.last().unwrap();
-    let real = format::read_snapshot(snapshot_dir, &newest).unwrap();
+    let real =
+        format::read_snapshot(&epygibus::store::LocalStore::new(snapshot_dir), &newest).unwrap();
     let mut root = real.root.clone();
     mutate(dir_at_mut(&mut root, tree));
     let mut header = real.header.clone();
@@ -1582,9 +1590,9 @@ fn write_crafted(
         secs: newest.secs + 100,
         compressed: false,
     };
-    let path = name.path_in(snapshot_dir);
+    let path = snapshot_dir.join(name.file_name());
     if let Some((from, to)) = patch {
-        let plain = format::decode(&assemble(&tree_bytes), &path).unwrap();
+        let plain = format::decode(&assemble(&tree_bytes), &path.display().to_string()).unwrap();
         assert_eq!(plain.root, root, "crafted snapshot does not round-trip");
         assert_eq!(from.len(), to.len());
         // The entry's name: key "n", then a bin8 of the name.

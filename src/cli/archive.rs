@@ -1,6 +1,5 @@
 //! Archive set-up commands: new, edit, la, show.
 
-use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::Command as Process;
 
@@ -10,10 +9,12 @@ use clap::{ArgGroup, Args};
 use super::output::{Table, print_json, rfc3339_ns, size};
 use super::{Context, EXIT_OK};
 use crate::clock::human_duration;
-use crate::config::{ArchiveSpec, Config, ListFile, Name, parse_list};
+use crate::config::{ListFile, Name};
+use crate::ops::archive::replace_list;
+use crate::ops::source::archive;
 use crate::setup::{self, NewArchive};
-use crate::snapshot::exclude::Excludes;
-use crate::snapshot::{self, format};
+use crate::snapshot::format;
+use crate::store::Store;
 use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
@@ -93,12 +94,6 @@ pub struct ShowArgs {
     json: bool,
 }
 
-/// Reads an archive's spec by name.
-pub fn archive_spec(config: &Config, name: &str) -> anyhow::Result<ArchiveSpec> {
-    let name: Name = name.parse()?;
-    Ok(config.archive(&name)?)
-}
-
 pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
     let name: Name = args.archive.parse()?;
     let repo = match &args.repo {
@@ -148,7 +143,8 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
 }
 
 pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
-    let spec = archive_spec(&ctx.config, &args.archive)?;
+    let name: Name = args.archive.parse()?;
+    ctx.config.archive(&name)?;
     let list = if args.includes {
         ListFile::Includes
     } else if args.excluded_dirs {
@@ -156,7 +152,7 @@ pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
     } else {
         ListFile::ExcludedFiles
     };
-    let path = ctx.config.archive_list_path(&spec.name, list);
+    let path = ctx.config.archive_list_path(&name, list);
     // Edit a copy; the spec changes only if the result is valid.
     let original = std::fs::read(&path).unwrap_or_default();
     let draft = path.with_file_name(format!(".{}.edit", list.file_name()));
@@ -164,10 +160,7 @@ pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("could not write {}", draft.display()))?;
     let result = run_editor(&draft).and_then(|()| {
         let edited = std::fs::read(&draft)?;
-        validate_list(list, &edited)?;
-        std::fs::rename(&draft, &path)
-            .with_context(|| format!("could not replace {}", path.display()))?;
-        Ok(edited != original)
+        Ok(replace_list(ctx, &name, list, &edited)?)
     });
     let _ = std::fs::remove_file(&draft);
     if result? {
@@ -198,42 +191,14 @@ fn run_editor(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate_list(list: ListFile, bytes: &[u8]) -> anyhow::Result<()> {
-    let lines = parse_list(bytes);
-    match list {
-        ListFile::Includes => {
-            if lines.is_empty() {
-                bail!("an archive needs at least one include; nothing was changed");
-            }
-            for line in lines {
-                let path = PathBuf::from(std::ffi::OsString::from_vec(line));
-                if !path.is_absolute() {
-                    bail!(
-                        "include `{}` is not an absolute path; nothing was changed",
-                        path.display()
-                    );
-                }
-            }
-        }
-        ListFile::ExcludedDirs | ListFile::ExcludedFiles => {
-            let globs = lines
-                .into_iter()
-                .map(String::from_utf8)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| anyhow::anyhow!("a glob is not UTF-8 text; nothing was changed"))?;
-            Excludes::new(&globs, &[]).map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
-        }
-    }
-    Ok(())
-}
-
 pub fn list_archives(ctx: &Context, args: ListArchivesArgs) -> anyhow::Result<u8> {
     let mut t = Table::new(&["NAME", "REPO", "SNAPSHOTS", "SNAPSHOT DIRECTORY"]);
     let mut rows = Vec::new();
     for name in ctx.config.archive_names()? {
-        match ctx.config.archive(&name) {
-            Ok(spec) => {
-                let count = snapshot::snapshots(&spec).ok().map(|s| s.len());
+        match archive(ctx, name.as_str()) {
+            Ok(a) => {
+                let count = a.list().ok().map(|s| s.len());
+                let spec = a.spec;
                 t.row(vec![
                     name.to_string(),
                     spec.repo.to_string(),
@@ -266,8 +231,9 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
-    let spec = archive_spec(&ctx.config, &args.archive)?;
-    let names = snapshot::snapshots(&spec)?;
+    let a = archive(ctx, &args.archive)?;
+    let names = a.list()?;
+    let (spec, store) = (a.spec, a.snapshots.as_ref());
     if args.json {
         let path_text = |p: &PathBuf| p.display().to_string();
         print_json(&json!({
@@ -280,7 +246,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
             "includes": spec.includes.iter().map(path_text).collect::<Vec<_>>(),
             "excluded_dirs": spec.excluded_dirs,
             "excluded_files": spec.excluded_files,
-            "snapshots": names.iter().map(|n| snapshot_json(&spec.snapshot_dir, n, true)).collect::<Vec<_>>(),
+            "snapshots": names.iter().map(|n| snapshot_json(store, n, true)).collect::<Vec<_>>(),
         }));
         return Ok(EXIT_OK);
     }
@@ -314,14 +280,14 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
     }
     outln!("Snapshots: {}", names.len());
     if !names.is_empty() {
-        out!("{}", build_stats_table(&spec.snapshot_dir, &names).render());
+        out!("{}", build_stats_table(store, &names).render());
     }
     Ok(EXIT_OK)
 }
 
 /// A snapshot as JSON: name, time, compression, and (when asked) its
 /// build statistics from the header.
-pub fn snapshot_json(dir: &std::path::Path, name: &format::SnapshotName, build: bool) -> Value {
+pub fn snapshot_json(dir: &dyn Store, name: &format::SnapshotName, build: bool) -> Value {
     let mut v = json!({
         "name": name.stamp(),
         "time": crate::clock::Civil::from_unix(name.secs).rfc3339(),
@@ -361,7 +327,7 @@ pub fn build_stats_json(h: &format::Header) -> Value {
 }
 
 /// One row per snapshot with its build statistics (header only).
-pub fn build_stats_table(dir: &std::path::Path, names: &[format::SnapshotName]) -> Table {
+pub fn build_stats_table(dir: &dyn Store, names: &[format::SnapshotName]) -> Table {
     let mut t = Table::new(&[
         "SNAPSHOT",
         "FILES",

@@ -2,16 +2,17 @@
 
 use clap::{ArgGroup, Args};
 
-use super::archive::{archive_spec, build_stats_json, build_stats_table, snapshot_json};
+use super::archive::{build_stats_json, build_stats_table, snapshot_json};
 use super::output::print_json;
 use super::output::{Table, size};
-use super::restore::{Source, SourceArgs};
+use super::restore::SourceArgs;
 use super::{Context, EXIT_ERROR, EXIT_OK, EXIT_SKIPPED};
 use crate::clock::human_duration;
-use crate::config::ArchiveSpec;
-use crate::content::{Access, Repository};
+use crate::ops::backup::{self, BackupOptions};
+use crate::ops::housekeeping::{self, DeleteOptions, Doomed, SnapshotCompress};
+use crate::ops::source::Source;
 use crate::snapshot::generate::ProblemKind;
-use crate::snapshot::{self, BackupOptions, BackupReport, format};
+use crate::snapshot::{self, BackupReport};
 use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
@@ -77,17 +78,6 @@ pub struct DelArgs {
     remove_last_ok: bool,
 }
 
-fn lock_repo(ctx: &Context, spec: &ArchiveSpec, command: &str) -> anyhow::Result<Repository> {
-    let repo_spec = ctx.config.repo(&spec.repo)?;
-    Ok(Repository::open(
-        &repo_spec.path,
-        Access::Locked {
-            command,
-            wait: ctx.lock_wait(),
-        },
-    )?)
-}
-
 pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
     let mut status = EXIT_OK;
     let mut reports = Vec::new();
@@ -119,19 +109,18 @@ fn bu_one(
     archive: &str,
     command: &str,
 ) -> anyhow::Result<(u8, Value)> {
-    let spec = archive_spec(&ctx.config, archive)?;
-    let repo = lock_repo(ctx, &spec, command)?;
     let options = BackupOptions {
         compress: if args.uncompressed {
-            false
+            Some(false)
+        } else if args.compressed {
+            Some(true)
         } else {
-            args.compressed || spec.compress
+            None
         },
         force_read: args.force_read,
     };
     let bar = super::progress::Bar::new(args.quiet);
-    let report = snapshot::backup(&spec, &repo, options, &bar)?;
-    drop(repo);
+    let report = backup::backup(ctx, archive, options, command, &bar)?;
     if let Some(why) = &report.previous_unusable {
         eprintln!(
             "epygibus: warning: the previous snapshot could not be used, so every file was read: {why}"
@@ -149,7 +138,7 @@ fn bu_one(
         }
     }
     if args.stats && !args.json {
-        print_bu_stats(&spec, &report);
+        print_bu_stats(archive, &report);
     }
     let problems: Vec<Value> = report
         .problems
@@ -167,7 +156,7 @@ fn bu_one(
         })
         .collect();
     let mut value = build_stats_json(&report.header);
-    value["archive"] = json!(spec.name.as_str());
+    value["archive"] = json!(archive);
     value["snapshot"] = json!(report.name.stamp());
     value["compressed"] = json!(report.name.compressed);
     value["size_on_disk"] = json!(report.size_on_disk);
@@ -175,11 +164,11 @@ fn bu_one(
     Ok((if skipped { EXIT_SKIPPED } else { EXIT_OK }, value))
 }
 
-fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
+fn print_bu_stats(archive: &str, r: &BackupReport) {
     let s = &r.header.stats;
     outln!(
         "{}: snapshot {} ({} on disk)",
-        spec.name,
+        archive,
         r.name.stamp(),
         size(r.size_on_disk)
     );
@@ -208,8 +197,8 @@ fn print_bu_stats(spec: &ArchiveSpec, r: &BackupReport) {
 }
 
 pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
-    let source = Source::resolve(ctx, &args.source)?;
-    let dir = &source.snapshot_dir;
+    let source = Source::resolve(ctx, &args.source.spec())?;
+    let dir = source.snapshots.as_ref();
     let mut names = source.snapshots()?;
     if args.newest_first {
         names.reverse();
@@ -242,7 +231,7 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
             })
             .collect();
         print_json(&json!({
-            "snapshot_dir": dir.display().to_string(),
+            "snapshot_dir": dir.location().to_string(),
             "snapshots": rows,
         }));
     } else if args.build_stats {
@@ -277,31 +266,23 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
 }
 
 pub fn del(ctx: &Context, args: DelArgs, command: &str) -> anyhow::Result<u8> {
-    let spec = archive_spec(&ctx.config, &args.archive)?;
-    let repo = lock_repo(ctx, &spec, command)?;
-    let names = snapshot::snapshots(&spec)?;
-    let doomed: Vec<format::SnapshotName> = match args.all_but_newest {
-        Some(keep) => names[..names.len().saturating_sub(keep)].to_vec(),
-        None => vec![snapshot::select(
-            &names,
-            args.back.unwrap_or(-1),
-            &spec.snapshot_dir,
-        )?],
+    let opts = DeleteOptions {
+        which: match args.all_but_newest {
+            Some(keep) => Doomed::AllButNewest(keep),
+            None => Doomed::Back(args.back.unwrap_or(-1)),
+        },
+        remove_last_ok: args.remove_last_ok,
     };
-    if doomed.len() >= names.len() && !names.is_empty() && !args.remove_last_ok {
-        return Err(snapshot::ArchiveError::OnlySnapshot.into());
-    }
-    if doomed.is_empty() {
-        outln!("Nothing to do.");
-    }
-    for name in &doomed {
-        let report = snapshot::delete(&spec, &repo, name)?;
+    let archive = &args.archive;
+    let deleted = housekeeping::delete(ctx, archive, opts, command, &mut |report| {
         outln!(
-            "Deleted snapshot {} of `{}` ({} content references released).",
+            "Deleted snapshot {} of `{archive}` ({} content references released).",
             report.name.stamp(),
-            spec.name,
             report.released
         );
+    })?;
+    if deleted.is_empty() {
+        outln!("Nothing to do.");
     }
     Ok(EXIT_OK)
 }
@@ -314,28 +295,25 @@ pub fn compress_snapshot(
     uncompress: bool,
     command: &str,
 ) -> anyhow::Result<u8> {
-    let spec = archive_spec(&ctx.config, archive)?;
-    // Held so no `del` removes the snapshot while it is rewritten.
-    let _repo = lock_repo(ctx, &spec, command)?;
-    let names = snapshot::snapshots(&spec)?;
-    let name = snapshot::select(&names, back, &spec.snapshot_dir)?;
-    if name.compressed != uncompress {
-        outln!("Nothing to do.");
-        return Ok(EXIT_OK);
+    match housekeeping::compress_snapshot(ctx, archive, back, uncompress, command)? {
+        SnapshotCompress::NothingToDo => outln!("Nothing to do."),
+        SnapshotCompress::Converted {
+            name,
+            before,
+            after,
+        } => {
+            let verb = if uncompress {
+                "Uncompressed"
+            } else {
+                "Compressed"
+            };
+            outln!(
+                "{verb} snapshot {}: {} -> {}.",
+                name.stamp(),
+                size(before),
+                size(after)
+            );
+        }
     }
-    let before = format::file_size(&spec.snapshot_dir, &name);
-    let converted = format::convert_snapshot(&spec.snapshot_dir, &name)?;
-    let after = format::file_size(&spec.snapshot_dir, &converted);
-    let verb = if uncompress {
-        "Uncompressed"
-    } else {
-        "Compressed"
-    };
-    outln!(
-        "{verb} snapshot {}: {} -> {}.",
-        name.stamp(),
-        size(before),
-        size(after)
-    );
     Ok(EXIT_OK)
 }

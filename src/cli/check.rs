@@ -1,16 +1,12 @@
 //! `check`: is every snapshot's content present, and no count too low?
 
-use std::path::PathBuf;
-
 use clap::{ArgGroup, Args};
 
-use super::archive::archive_spec;
 use super::{Context, EXIT_OK, EXIT_PROBLEMS};
-use crate::config::Name;
-use crate::content::{
-    Access, CheckOptions, CheckReport, Finding, Repository, report_temp_files_in,
-};
+use crate::content::{CheckReport, Finding};
+use crate::ops::check::{self, CheckRequest, CheckTarget};
 use crate::snapshot::scan;
+use crate::store::Location;
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("target").required(true).args(["repo", "archive"])))]
@@ -36,64 +32,30 @@ pub struct CheckArgs {
 }
 
 pub fn check(ctx: &Context, args: CheckArgs, command: &str) -> anyhow::Result<u8> {
-    let (repo_dir, dirs, whole_repo) = match (&args.repo, &args.archive) {
-        (Some(r), _) => {
-            let name: Name = r.parse()?;
-            (ctx.config.repo(&name)?.path, None, true)
-        }
-        (None, Some(a)) => {
-            let spec = archive_spec(&ctx.config, a)?;
-            let repo = ctx.config.repo(&spec.repo)?.path;
-            (repo, Some(vec![spec.snapshot_dir]), false)
-        }
+    let target = match (&args.repo, &args.archive) {
+        (Some(r), _) => CheckTarget::Repo(r.clone()),
+        (None, Some(a)) => CheckTarget::Archive(a.clone()),
         (None, None) => unreachable!("clap requires -R or -A"),
     };
-    let access = if args.repair {
-        Access::Locked {
-            command,
-            wait: ctx.lock_wait(),
-        }
-    } else {
-        Access::ReadOnly
-    };
-    let repo = Repository::open(&repo_dir, access)?;
-    let dirs = dirs.unwrap_or_else(|| {
-        repo.registered_snapshot_dirs()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
-    });
-    let scan = scan::scan(&dirs);
-    let complete = whole_repo && scan.complete();
-    if args.lower_counts && !complete {
-        anyhow::bail!(
-            "refusing to lower counts: some registered snapshot directories or snapshots could not be read (listed below with a plain check)"
-        );
-    }
-    let opts = CheckOptions {
+    let req = CheckRequest {
         read_data: args.read_data,
         repair: args.repair,
-        complete,
         lower_counts: args.lower_counts,
     };
-    let mut report = repo.check(&scan.refs, opts);
-    for dir in &dirs {
-        report_temp_files_in(dir, args.repair, &mut report);
-    }
-    if args.repair {
-        repo.commit()?;
-    }
-    Ok(print_report(&scan, &dirs, &report, args.repair))
+    let outcome = check::check(ctx, &target, req, command)?;
+    Ok(print_report(
+        &outcome.scan,
+        &outcome.dirs,
+        &outcome.report,
+        args.repair,
+    ))
 }
 
-fn print_report(scan: &scan::Scan, dirs: &[PathBuf], report: &CheckReport, repair: bool) -> u8 {
+fn print_report(scan: &scan::Scan, dirs: &[Location], report: &CheckReport, repair: bool) -> u8 {
     let mut problems = 0;
-    for dir in &scan.unreachable {
+    for why in &scan.unreachable {
         problems += 1;
-        outln!(
-            "problem: snapshot directory {} cannot be read",
-            dir.display()
-        );
+        outln!("problem: {why}");
     }
     for e in &scan.unreadable {
         problems += 1;
@@ -128,14 +90,11 @@ fn print_report(scan: &scan::Scan, dirs: &[PathBuf], report: &CheckReport, repai
 
 fn describe(f: &Finding) -> String {
     match f {
-        Finding::MissingContent { token, path } => {
-            format!(
-                "content {token} is referenced but missing ({})",
-                path.display()
-            )
+        Finding::MissingContent { token, place } => {
+            format!("content {token} is referenced but missing ({place})")
         }
-        Finding::DamagedContent { token, path } => {
-            format!("content file {} does not match {token}", path.display())
+        Finding::DamagedContent { token, place } => {
+            format!("content file {place} does not match {token}")
         }
         Finding::CountTooLow {
             token,
@@ -149,10 +108,8 @@ fn describe(f: &Finding) -> String {
         } => format!(
             "count of {token} is {counted} but {found} snapshot entries use it (space not reclaimed)"
         ),
-        Finding::TempFile { path } => format!("temp file left over: {}", path.display()),
-        Finding::Orphan { path } => {
-            format!("content file not in the index: {}", path.display())
-        }
+        Finding::TempFile { place } => format!("temp file left over: {place}"),
+        Finding::Orphan { place } => format!("content file not in the index: {place}"),
         Finding::Unreferenced { token } => {
             format!("content {token} is unreferenced (prune removes it)")
         }

@@ -1,6 +1,7 @@
-//! The command line: clap definitions and output only. Commands resolve
-//! names to specs here and call the library; no file-system logic lives in
-//! this module.
+//! The command line: clap definitions and output only. Commands parse
+//! their arguments into the options of a library operation
+//! ([`crate::ops`]), run it, and print what it returns; no policy and no
+//! file-system logic lives in this module.
 
 /// Like `print!`, but a closed stdout (`epygibus lss | head -1`) is not
 /// an error: the work is done, only the reader left.
@@ -34,7 +35,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::content::{LockHolder, LockWait};
+use crate::content::LockHolder;
 
 /// Exit status when everything worked.
 pub const EXIT_OK: u8 = 0;
@@ -190,27 +191,13 @@ enum Command {
     Unlock(repo::RepoArg),
 }
 
-/// What every command needs: the configuration and how to wait for locks.
-pub struct Context {
-    pub config: Config,
-    pub lock_wait: Duration,
-}
+pub use crate::ops::Context;
 
-impl Context {
-    /// Lock waiting that tells the user, after a few seconds, who holds it.
-    pub fn lock_wait(&self) -> LockWait<'static> {
-        fn tell(holder: &LockHolder) {
-            eprintln!(
-                "epygibus: waiting for the repository lock held by {}",
-                holder.describe()
-            );
-        }
-        LockWait {
-            timeout: self.lock_wait,
-            on_wait: Some(&tell),
-            notice_after: Duration::from_secs(3),
-        }
-    }
+fn tell_lock_wait(holder: &LockHolder) {
+    eprintln!(
+        "epygibus: waiting for the repository lock held by {}",
+        holder.describe()
+    );
 }
 
 /// Entry point of the binary.
@@ -234,7 +221,10 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Context {
         config: Config::from_env()?,
-        lock_wait: Duration::from_secs(cli.lock_wait),
+        lock: crate::ops::LockSettings {
+            timeout: Duration::from_secs(cli.lock_wait),
+            on_wait: Some(std::sync::Arc::new(tell_lock_wait)),
+        },
     };
     let command_line = command_line();
     match cli.command {

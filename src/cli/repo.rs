@@ -2,18 +2,16 @@
 //! prune, compress -R, unlock.
 
 use std::path::PathBuf;
-
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::output::{Table, print_json, size};
 use super::{Context, EXIT_OK};
 use crate::config::Name;
-use crate::content::{Access, PruneRules, RepoLock, Repository, StoredForm};
+use crate::content::StoredForm;
+use crate::ops::housekeeping::{self, PruneOptions};
 use crate::setup;
-use crate::snapshot::scan;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -35,10 +33,6 @@ pub struct ListReposArgs {
     #[arg(long)]
     json: bool,
 }
-
-/// How long unreferenced content of a repository shared by several
-/// machines is kept before prune removes it.
-const SHARED_MIN_AGE: Duration = Duration::from_secs(3600);
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
@@ -107,13 +101,6 @@ pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub fn open_repo(ctx: &Context, name: &str, access: Access) -> anyhow::Result<(Name, Repository)> {
-    let name: Name = name.parse()?;
-    let spec = ctx.config.repo(&name)?;
-    let repo = Repository::open(&spec.path, access)?;
-    Ok((name, repo))
-}
-
 pub fn list_repos(ctx: &Context, args: ListReposArgs) -> anyhow::Result<u8> {
     let mut table = Table::new(&["NAME", "LOCATION"]);
     let mut rows = Vec::new();
@@ -137,12 +124,12 @@ pub fn list_repos(ctx: &Context, args: ListReposArgs) -> anyhow::Result<u8> {
 }
 
 pub fn repo_stats(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
-    let (name, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
+    let (name, repo) = ctx.open_repo_read_only(&args.repo)?;
     let s = repo.stats();
     if args.json {
         print_json(&json!({
             "repository": name.as_str(),
-            "path": repo.dir().display().to_string(),
+            "path": repo.location().to_string(),
             "referenced": {
                 "items": s.referenced_items,
                 "references": s.references,
@@ -157,7 +144,7 @@ pub fn repo_stats(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
         }));
         return Ok(EXIT_OK);
     }
-    outln!("Repository `{name}` at {}", repo.dir().display());
+    outln!("Repository `{name}` at {}", repo.location());
     let mut t = Table::new(&["", "ITEMS", "REFERENCES", "CONTENT", "STORED"]);
     t.row(vec![
         "referenced".into(),
@@ -185,7 +172,7 @@ fn form_name(form: StoredForm) -> &'static str {
 }
 
 pub fn list_content_items(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
-    let (name, repo) = open_repo(ctx, &args.repo, Access::ReadOnly)?;
+    let (name, repo) = ctx.open_repo_read_only(&args.repo)?;
     let items = repo.items();
     if args.json {
         let rows: Vec<_> = items
@@ -218,39 +205,11 @@ pub fn list_content_items(ctx: &Context, args: RepoReportArgs) -> anyhow::Result
 }
 
 pub fn prune(ctx: &Context, args: PruneArgs, command: &str) -> anyhow::Result<u8> {
-    let access = Access::Locked {
-        command,
-        wait: ctx.lock_wait(),
+    let opts = PruneOptions {
+        min_age: args.min_age.map(Duration::from_secs),
     };
-    let (_, repo) = open_repo(ctx, &args.repo, access)?;
-    let registered = repo.registered_snapshot_dirs();
-    let dirs: Vec<PathBuf> = registered.iter().map(|(_, p)| p.clone()).collect();
-    let scan = scan::scan(&dirs);
-    if !scan.complete() {
-        let mut why: Vec<String> = scan
-            .unreachable
-            .iter()
-            .map(|d| format!("snapshot directory {} cannot be read", d.display()))
-            .collect();
-        why.extend(scan.unreadable.iter().cloned());
-        bail!(
-            "nothing was pruned, because not every snapshot using the repository could be read: {}",
-            why.join("; ")
-        );
-    }
-    // Another machine's backup may be running right now, and no lock holds
-    // it off over a network share: give released content time.
-    let this_host = format!("{}--", crate::fsio::host_name());
-    let shared = registered.iter().any(|(id, _)| !id.starts_with(&this_host));
-    let min_age = match args.min_age {
-        Some(secs) => Duration::from_secs(secs),
-        None if shared => SHARED_MIN_AGE,
-        None => Duration::ZERO,
-    };
-    let report = repo.prune(&PruneRules {
-        referenced: &scan.refs,
-        min_age,
-    })?;
+    let outcome = housekeeping::prune(ctx, &args.repo, opts, command)?;
+    let (report, min_age) = (outcome.report, outcome.min_age);
     if report.items == 0 {
         outln!("Nothing to do.");
     } else {
@@ -286,17 +245,12 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
         }
         (None, None) => unreachable!("clap requires -R or -A"),
     };
-    let access = Access::Locked {
-        command,
-        wait: ctx.lock_wait(),
-    };
-    let (_, repo) = open_repo(ctx, repo_name, access)?;
     let target = if args.uncompress {
         StoredForm::Plain
     } else {
         StoredForm::Gzip
     };
-    let report = repo.compress_all(target)?;
+    let report = housekeeping::compress_repo(ctx, repo_name, target, command)?;
     if report.converted == 0 {
         outln!("Nothing to do.");
     } else {
@@ -328,16 +282,11 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
 }
 
 pub fn unlock(ctx: &Context, args: RepoArg) -> anyhow::Result<u8> {
-    let name: Name = args.repo.parse()?;
-    let spec = ctx.config.repo(&name)?;
-    let path = Repository::lock_path(&spec.path);
-    let existed = path.exists();
-    match RepoLock::force_break(&path)
-        .with_context(|| format!("could not remove lock file {}", path.display()))?
-    {
+    let done = housekeeping::unlock(ctx, &args.repo)?;
+    match done.holder {
         Some(holder) => outln!("Removed the lock held by {}.", holder.describe()),
-        None if existed => outln!("Removed an unreadable lock file."),
-        None => outln!("Repository `{name}` was not locked."),
+        None if done.existed => outln!("Removed an unreadable lock file."),
+        None => outln!("Repository `{}` was not locked.", done.name),
     }
     Ok(EXIT_OK)
 }

@@ -4,22 +4,18 @@
 
 use std::ffi::OsString;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use clap::{ArgGroup, Args};
 
-use super::archive::archive_spec;
 use super::output::size;
 use super::{Context, EXIT_OK, EXIT_SKIPPED};
-use crate::clock::{Civil, human_duration, now_secs};
-use crate::content::{Access, LockError, Repository};
-use crate::snapshot::format::{self, Snapshot, SnapshotName};
-use crate::snapshot::model::Node;
-use crate::snapshot::restore::{RestoreOptions, RestoreReport};
-use crate::snapshot::retrieve::{self, Want};
-use crate::snapshot::{self as snap};
+use crate::clock::human_duration;
+use crate::ops::restore::{self as ops, ExtractTarget, Listed, RestoreRequest, Selection};
+use crate::ops::source::SourceSpec;
+use crate::snapshot::restore::RestoreReport;
 
 /// Where the snapshots are: a configured archive, or a bare snapshot
 /// directory when the configuration is lost.
@@ -134,159 +130,55 @@ pub struct LsArgs {
     path: PathBuf,
 }
 
-/// A snapshot directory and the repository its snapshots use.
-pub struct Source {
-    pub snapshot_dir: PathBuf,
-    /// None when the configuration names a repository that is missing; the
-    /// error is reported when content is needed.
-    repo_dir: anyhow::Result<PathBuf>,
-}
-
-impl Source {
-    pub fn resolve(ctx: &Context, args: &SourceArgs) -> anyhow::Result<Source> {
-        if let Some(archive) = &args.archive {
-            let spec = archive_spec(&ctx.config, archive)?;
-            let repo_dir = ctx
-                .config
-                .repo(&spec.repo)
-                .map(|r| r.path)
-                .map_err(Into::into);
-            return Ok(Source {
-                snapshot_dir: spec.snapshot_dir,
-                repo_dir,
-            });
-        }
-        let dir = args.exigency.clone().expect("clap requires -A or -E");
-        if !dir.is_dir() {
-            bail!("snapshot directory {} does not exist", dir.display());
-        }
-        let names = format::list_snapshots(&dir)?;
-        let newest = names
-            .last()
-            .ok_or_else(|| anyhow!("{} holds no snapshots", dir.display()))?;
-        let header = format::read_header(&dir, newest)?;
-        let repo_dir = find_repo(&dir, &header.repo);
-        Ok(Source {
-            snapshot_dir: dir,
-            repo_dir,
-        })
-    }
-
-    pub fn snapshots(&self) -> anyhow::Result<Vec<SnapshotName>> {
-        Ok(format::list_snapshots(&self.snapshot_dir)?)
-    }
-
-    pub fn pick(&self, back: i64) -> anyhow::Result<(SnapshotName, Snapshot)> {
-        let names = self.snapshots()?;
-        let name = snap::select(&names, back, &self.snapshot_dir)?;
-        Ok((name, format::read_snapshot(&self.snapshot_dir, &name)?))
-    }
-
-    /// Opens the repository for statistics only.
-    pub fn open_repo_read_only(&self) -> anyhow::Result<Repository> {
-        let dir = self.repo_dir.as_ref().map_err(|e| anyhow!("{e:#}"))?;
-        Ok(Repository::open(dir, Access::ReadOnly)?)
-    }
-
-    /// Opens the repository, holding its lock so no delete or prune removes
-    /// content while it is read; read-only media are used without the lock.
-    pub fn open_repo(&self, ctx: &Context, command: &str) -> anyhow::Result<Repository> {
-        let dir = self.repo_dir.as_ref().map_err(|e| anyhow!("{e:#}"))?;
-        let locked = Repository::open(
-            dir,
-            Access::Locked {
-                command,
-                wait: ctx.lock_wait(),
-            },
-        );
-        match locked {
-            Err(crate::content::ContentError::Lock(LockError::Io { err, .. }))
-                if matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES)) =>
-            {
-                Ok(Repository::open(dir, Access::ReadOnly)?)
-            }
-            other => Ok(other?),
+impl SourceArgs {
+    /// The library's description of the source.
+    pub fn spec(&self) -> SourceSpec {
+        match (&self.archive, &self.exigency) {
+            (Some(a), _) => SourceSpec::Archive(a.clone()),
+            (None, Some(d)) => SourceSpec::SnapshotDir(d.clone()),
+            (None, None) => unreachable!("clap requires -A or -E"),
         }
     }
 }
 
-/// The repository a snapshot names: first relative to the snapshot
-/// directory (the disk may be mounted elsewhere now), then its old path.
-fn find_repo(snapshot_dir: &Path, repo: &format::RepoRef) -> anyhow::Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let relative = snapshot_dir.join(std::ffi::OsStr::from_bytes(&repo.relative));
-    let absolute = PathBuf::from(std::ffi::OsStr::from_bytes(&repo.path));
-    for candidate in [relative, absolute.clone()] {
-        if candidate.join("format").is_file() {
-            return Ok(candidate);
-        }
-    }
-    bail!(
-        "the repository of these snapshots (`{}`, last at {}) cannot be found; mount it there or next to the snapshot directory",
-        repo.name,
-        absolute.display()
-    )
-}
-
-fn restore_options(overwrite: bool) -> RestoreOptions {
-    RestoreOptions {
-        overwrite,
-        set_owner: rustix::process::geteuid().is_root(),
-        aside_stamp: Civil::from_unix(now_secs()).dashed(),
+fn selection(file: &Option<PathBuf>, dir: &Option<PathBuf>) -> Selection {
+    match (file, dir) {
+        (Some(p), _) => Selection::File(p.clone()),
+        (None, Some(p)) => Selection::Dir(p.clone()),
+        (None, None) => Selection::All,
     }
 }
 
 pub fn restore(ctx: &Context, args: RestoreArgs, command: &str) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let source = Source::resolve(ctx, &args.source)?;
-    let (name, snapshot) = source.pick(args.back.back)?;
-    let opts = restore_options(args.overwrite);
-    let stamp = name.stamp();
-    // Find the path before taking the lock: a typo should not wait.
-    let wanted = match (&args.file, &args.dir) {
-        (Some(p), _) => Some((retrieve::absolute(p), Want::File)),
-        (None, Some(p)) => Some((retrieve::absolute(p), Want::Dir)),
-        (None, None) => None,
+    let req = RestoreRequest {
+        source: args.source.spec(),
+        back: args.back.back,
+        selection: selection(&args.file, &args.dir),
+        overwrite: args.overwrite,
     };
-    let found = match &wanted {
-        Some((path, want)) => Some((path, retrieve::lookup(&snapshot, &stamp, path, *want)?)),
-        None => None,
-    };
-    let repo = source.open_repo(ctx, command)?;
     let bar = super::progress::Bar::new(args.out.quiet);
-    let report = match found {
-        Some((path, node)) => retrieve::restore_path(&repo, &snapshot, node, path, &opts, &bar)?,
-        None => retrieve::restore_all(&repo, &snapshot, &opts, &bar)?,
-    };
+    let report = ops::restore(ctx, &req, command, &bar)?;
     Ok(finish(&report, &args.out, started, "Restored"))
 }
 
 pub fn extract(ctx: &Context, args: ExtractArgs, command: &str) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let source = Source::resolve(ctx, &args.source)?;
-    let (name, snapshot) = source.pick(args.back.back)?;
-    let (path, want) = match (&args.file, &args.dir) {
-        (Some(p), _) => (retrieve::absolute(p), Want::File),
-        (_, Some(p)) => (retrieve::absolute(p), Want::Dir),
-        (None, None) => unreachable!("clap requires --file or --dir"),
+    let req = RestoreRequest {
+        source: args.source.spec(),
+        back: args.back.back,
+        selection: selection(&args.file, &args.dir),
+        overwrite: args.overwrite,
     };
-    let node = retrieve::lookup(&snapshot, &name.stamp(), &path, want)?;
-    let into = match &args.into_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_dir().context("cannot find the current directory")?,
+    let target = ExtractTarget {
+        into_dir: match &args.into_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_dir().context("cannot find the current directory")?,
+        },
+        with_name: args.with_name.clone(),
     };
-    let opts = restore_options(args.overwrite);
-    let repo = source.open_repo(ctx, command)?;
     let bar = super::progress::Bar::new(args.out.quiet);
-    let report = retrieve::extract(
-        &repo,
-        node,
-        &path,
-        &into,
-        args.with_name.as_deref(),
-        &opts,
-        &bar,
-    )?;
+    let report = ops::extract(ctx, &req, &target, command, &bar)?;
     Ok(finish(&report, &args.out, started, "Extracted"))
 }
 
@@ -342,48 +234,30 @@ fn finish(report: &RestoreReport, out: &ReportArgs, started: Instant, verb: &str
 }
 
 pub fn cat(ctx: &Context, args: CatArgs, command: &str) -> anyhow::Result<u8> {
-    let source = Source::resolve(ctx, &args.source)?;
-    let (name, snapshot) = source.pick(args.back.back)?;
-    let path = retrieve::absolute(&args.path);
-    let token = match retrieve::lookup(&snapshot, &name.stamp(), &path, Want::File)? {
-        Node::File(f) => f.token,
-        Node::Link(l) => bail!(
-            "{} is a symlink to {} in snapshot {}",
-            path.display(),
-            String::from_utf8_lossy(&l.target),
-            name.stamp()
-        ),
-        Node::Dir(_) => unreachable!("lookup checked the kind"),
-    };
-    let repo = source.open_repo(ctx, command)?;
-    let mut reader = repo.open_contents_read_only(&token)?;
+    let mut reader = ops::cat(
+        ctx,
+        &args.source.spec(),
+        args.back.back,
+        &args.path,
+        command,
+    )?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match io::copy(&mut reader, &mut out).and_then(|_| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(EXIT_OK),
-        Err(e) => Err(anyhow!("could not print {}: {e}", path.display())),
+        Err(e) => Err(anyhow!("could not print {}: {e}", args.path.display())),
         Ok(()) => Ok(EXIT_OK),
     }
 }
 
 pub fn ls(ctx: &Context, args: LsArgs) -> anyhow::Result<u8> {
-    let source = Source::resolve(ctx, &args.source)?;
-    let (name, snapshot) = source.pick(args.back.back)?;
-    let path = retrieve::absolute(&args.path);
-    let dir = match retrieve::find(&snapshot.root, &path) {
-        Some(retrieve::NodeRef::Root(d)) | Some(retrieve::NodeRef::Node(Node::Dir(d))) => d,
-        Some(_) => bail!(
-            "{} is not a directory in snapshot {}",
-            path.display(),
-            name.stamp()
-        ),
-        None => bail!("{} is not in snapshot {}", path.display(), name.stamp()),
-    };
-    for entry in &dir.entries {
-        match &entry.node {
-            Node::Dir(_) => outln!("{}/", entry.name),
-            Node::File(_) => outln!("{}", entry.name),
-            Node::Link(l) => outln!("{} -> {}", entry.name, String::from_utf8_lossy(&l.target)),
+    for entry in ops::ls(ctx, &args.source.spec(), args.back.back, &args.path)? {
+        match entry {
+            Listed::Dir(name) => outln!("{name}/"),
+            Listed::File(name) => outln!("{name}"),
+            Listed::Link(name, target) => {
+                outln!("{name} -> {}", String::from_utf8_lossy(&target))
+            }
         }
     }
     Ok(EXIT_OK)

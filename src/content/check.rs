@@ -4,15 +4,13 @@
 //! it has seen every snapshot; stale temp files and old orphans are removed.
 
 use std::collections::HashMap;
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use super::codec::ContentReader;
+use super::layout::{CONTENT_DIR, content_name, parse_content_name};
 use super::refcount::StoredForm;
-use super::{CONTENT_DIR, ContentReader, ContentToken, Repository};
-use crate::fsio;
+use super::{ContentToken, Repository};
+use crate::store::{ObjectMeta, Store};
 
 /// Temp files and orphan content younger than this may belong to a run on
 /// another machine and are left alone.
@@ -22,9 +20,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finding {
     /// Referenced by snapshots but absent (no index entry or no file).
-    MissingContent { token: ContentToken, path: PathBuf },
+    MissingContent { token: ContentToken, place: String },
     /// The file does not decompress to its token's content.
-    DamagedContent { token: ContentToken, path: PathBuf },
+    DamagedContent { token: ContentToken, place: String },
     /// Fewer references counted than snapshots make: content could be
     /// pruned while still in use.
     CountTooLow {
@@ -39,10 +37,10 @@ pub enum Finding {
         found: u64,
     },
     /// A temp file left by an interrupted run.
-    TempFile { path: PathBuf },
+    TempFile { place: String },
     /// A content file the index does not know (a run died before saving
     /// the index).
-    Orphan { path: PathBuf },
+    Orphan { place: String },
     /// Content no snapshot references (prune removes it).
     Unreferenced { token: ContentToken },
 }
@@ -111,7 +109,7 @@ impl Repository {
                 {
                     e.refs = found;
                     e.zero_since = 0;
-                    self.dirty.store(true, Ordering::SeqCst);
+                    self.mark_dirty();
                     report.repaired.push(format!(
                         "raised the count of {token} from {counted} to {found}"
                     ));
@@ -139,7 +137,7 @@ impl Repository {
                     if found == 0 {
                         e.zero_since = now;
                     }
-                    self.dirty.store(true, Ordering::SeqCst);
+                    self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
             if found == 0 {
@@ -165,13 +163,14 @@ impl Repository {
             .iter()
             .map(|(t, e)| (*t, e.form))
             .collect();
-        let on_disk = self.content_files();
+        let on_disk = self.content_objects();
         for token in refs.keys() {
             let form = known.get(token).copied().unwrap_or(self.prefer);
+            let place = self.store.place(&content_name(token, form));
             if !on_disk.contains_key(token) {
                 report.findings.push(Finding::MissingContent {
                     token: *token,
-                    path: self.content_path(token, form),
+                    place,
                 });
                 continue;
             }
@@ -181,7 +180,7 @@ impl Repository {
             if damaged {
                 report.findings.push(Finding::DamagedContent {
                     token: *token,
-                    path: self.content_path(token, form),
+                    place,
                 });
             } else if !known.contains_key(token) && opts.repair {
                 // Referenced, present, intact, but not indexed (an index
@@ -191,29 +190,34 @@ impl Repository {
                 }
             }
         }
-        for (token, paths) in &on_disk {
+        let now = SystemTime::now();
+        for (token, objects) in &on_disk {
             if known.contains_key(token) || refs.contains_key(token) {
                 continue;
             }
-            for path in paths {
-                report.findings.push(Finding::Orphan { path: path.clone() });
+            for meta in objects {
+                let place = self.store.place(&meta.name);
+                report.findings.push(Finding::Orphan {
+                    place: place.clone(),
+                });
                 // Only when every snapshot was read: an orphan may be the
                 // content of a snapshot we could not see.
-                let stale = opts.repair && opts.complete && older_than(path, STALE_AFTER);
-                if stale && fsio::remove_file_if_exists(path).is_ok() {
-                    report
-                        .repaired
-                        .push(format!("removed orphan {}", path.display()));
+                let stale =
+                    opts.repair && opts.complete && older_than(meta.modified, now, STALE_AFTER);
+                if stale && self.store.delete(&meta.name).is_ok() {
+                    report.repaired.push(format!("removed orphan {place}"));
                 }
             }
         }
     }
 
-    /// Adds an index entry for a present content file; returns what was done.
+    /// Adds an index entry for a present content object; returns what was
+    /// done.
     fn reindex(&self, token: &ContentToken, refs: u64) -> Option<String> {
-        let (file, form) = self.find_content_file(token, self.prefer)?;
-        let stored_size = file.metadata().ok()?.len();
-        let mut reader = ContentReader::new(file, form);
+        let form = self.find_content(token, self.prefer)?;
+        let name = content_name(token, form);
+        let stored_size = self.store.stat(&name).ok()??.size;
+        let mut reader = ContentReader::new(self.store.open(&name).ok()?, form);
         let size = std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
         self.index().entries.insert(
             *token,
@@ -225,95 +229,60 @@ impl Repository {
                 zero_since: 0,
             },
         );
-        self.dirty.store(true, Ordering::SeqCst);
+        self.mark_dirty();
         Some(format!("indexed {token} again with count {refs}"))
     }
 
     fn content_matches(&self, token: &ContentToken, form: StoredForm) -> bool {
-        let Some((file, form)) = self.find_content_file(token, form) else {
-            return false;
-        };
-        let mut reader = ContentReader::new(file, form);
-        super::hash_reader(&mut reader).is_ok_and(|t| t == *token)
+        match self.find_content(token, form) {
+            Some(f) => self.object_holds(&content_name(token, f), f, token),
+            None => false,
+        }
     }
 
-    /// Content files on disk, by token (a token may have both forms).
-    fn content_files(&self) -> HashMap<ContentToken, Vec<PathBuf>> {
-        let mut files: HashMap<ContentToken, Vec<PathBuf>> = HashMap::new();
-        let Ok(fans) = fs::read_dir(self.dir.join(CONTENT_DIR)) else {
-            return files;
-        };
-        for fan in fans.flatten() {
-            let Ok(entries) = fs::read_dir(fan.path()) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let stem = name
-                    .as_bytes()
-                    .strip_suffix(b".gz")
-                    .unwrap_or(name.as_bytes());
-                let token = std::str::from_utf8(stem)
-                    .ok()
-                    .and_then(|s| s.parse::<ContentToken>().ok());
-                if let Some(token) = token {
-                    files.entry(token).or_default().push(entry.path());
-                }
+    /// Content objects in the store, by token (a token may have both forms).
+    fn content_objects(&self) -> HashMap<ContentToken, Vec<ObjectMeta>> {
+        let mut objects: HashMap<ContentToken, Vec<ObjectMeta>> = HashMap::new();
+        for meta in self
+            .store
+            .list(&format!("{CONTENT_DIR}/"))
+            .unwrap_or_default()
+        {
+            if let Some((token, _)) = parse_content_name(&meta.name) {
+                objects.entry(token).or_default().push(meta);
             }
         }
-        files
+        objects
     }
 
-    /// Temp files anywhere in the repository. Ours from dead processes
-    /// on this host are stale at once; others after [`STALE_AFTER`].
+    /// Leftovers of interrupted runs in the repository.
     fn check_temp_files(&self, opts: CheckOptions, report: &mut CheckReport) {
-        let mut dirs = vec![self.dir.clone(), self.dir.join(super::REGISTRY_DIR)];
-        if let Ok(fans) = fs::read_dir(self.dir.join(CONTENT_DIR)) {
-            dirs.extend(fans.flatten().map(|f| f.path()));
-        }
-        for dir in dirs {
-            report_temp_files_in(&dir, opts.repair, report);
-        }
+        report_leftovers(self.store.as_ref(), opts.repair, report);
     }
 }
 
-/// Reports (and with `repair` removes, when stale) temp files in `dir`.
-pub fn report_temp_files_in(dir: &Path, repair: bool, report: &mut CheckReport) {
-    let Ok(entries) = fs::read_dir(dir) else {
+/// Reports (and with `repair` removes, when stale) what interrupted runs
+/// left in `store`: ours from dead processes on this host at once, others
+/// after [`STALE_AFTER`] (they may belong to a run on another machine).
+pub fn report_leftovers(store: &dyn Store, repair: bool, report: &mut CheckReport) {
+    let Ok(leftovers) = store.leftovers() else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !fsio::is_temp_name(name.as_bytes()) {
-            continue;
-        }
-        let path = entry.path();
-        report
-            .findings
-            .push(Finding::TempFile { path: path.clone() });
-        let stale = fsio::temp_owner_is_dead(name.as_bytes()) || older_than(&path, STALE_AFTER);
-        if repair && stale && remove_any(&path) {
-            report
-                .repaired
-                .push(format!("removed temp file {}", path.display()));
+    let now = SystemTime::now();
+    for leftover in leftovers {
+        let place = store.place(&leftover.name);
+        report.findings.push(Finding::TempFile {
+            place: place.clone(),
+        });
+        let stale = leftover.owner_dead || older_than(leftover.modified, now, STALE_AFTER);
+        if repair && stale && store.remove_leftover(&leftover).is_ok() {
+            report.repaired.push(format!("removed temp file {place}"));
         }
     }
 }
 
-fn remove_any(path: &Path) -> bool {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).is_ok(),
-        Ok(_) => fsio::remove_file_if_exists(path).is_ok(),
-        Err(_) => true,
-    }
-}
-
-fn older_than(path: &Path, age: Duration) -> bool {
-    fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .is_some_and(|d| d >= age)
+fn older_than(modified: SystemTime, now: SystemTime, age: Duration) -> bool {
+    now.duration_since(modified).is_ok_and(|d| d >= age)
 }
 
 #[cfg(test)]
@@ -324,8 +293,8 @@ mod tests {
     fn repo_with(content: &[u8]) -> (tempfile::TempDir, Repository, ContentToken) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("r");
-        Repository::create(&dir, true).unwrap();
-        let r = Repository::open(
+        Repository::create_dir(&dir, true).unwrap();
+        let r = Repository::open_dir(
             &dir,
             Access::Locked {
                 command: "test",
@@ -334,9 +303,13 @@ mod tests {
         )
         .unwrap();
         let src = tmp.path().join("src");
-        fs::write(&src, content).unwrap();
-        let t = r.store_contents(&src).unwrap();
-        r.commit().unwrap();
+        std::fs::write(&src, content).unwrap();
+        let t = {
+            let session = r.begin_backup();
+            let t = session.store_contents(&src).unwrap();
+            session.commit_counts().unwrap().snapshot_written().unwrap();
+            t
+        };
         (tmp, r, t)
     }
 
@@ -372,10 +345,13 @@ mod tests {
 
     #[test]
     fn damaged_and_missing_content_are_found() {
-        let (_tmp, r, t) = repo_with(&b"damage me ".repeat(40));
+        let (tmp, r, t) = repo_with(&b"damage me ".repeat(40));
         let refs = HashMap::from([(t, 1)]);
-        let path = r.content_path(&t, StoredForm::Gzip);
-        fs::write(&path, b"not gzip").unwrap();
+        let path = tmp
+            .path()
+            .join("r")
+            .join(content_name(&t, StoredForm::Gzip));
+        std::fs::write(&path, b"not gzip").unwrap();
         let opts = CheckOptions {
             read_data: true,
             ..CheckOptions::default()
@@ -385,10 +361,10 @@ mod tests {
                 .findings
                 .contains(&Finding::DamagedContent {
                     token: t,
-                    path: path.clone()
+                    place: path.display().to_string()
                 })
         );
-        fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
         assert!(
             r.check(&refs, opts)
                 .findings

@@ -1,14 +1,11 @@
-//! The repository lock: a file created with O_EXCL holding who took it.
+//! The repository lock: an object written create-only, holding who took it.
 //!
 //! It keeps honest runs apart and tells users who is working, but nothing
-//! relies on it across machines (DESIGN.md rule 3: two SMB clients can both
-//! win an O_EXCL race). A lock whose process is dead on this host is broken
+//! relies on it across machines (docs/design.md: two SMB clients can both
+//! win a create race). A lock whose process is dead on this host is broken
 //! automatically; another host's lock is reported with its age, and its
 //! mtime is refreshed while the holder works so a live lock looks fresh.
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -16,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::{Civil, human_duration, now_secs};
 use crate::fsio;
+use crate::store::{Committed, SharedStore, Store, StoreError};
 
 /// How often a held lock's mtime is refreshed.
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
@@ -97,9 +95,9 @@ pub enum LockError {
     #[error(
         "lock file {0} is unreadable or corrupt; if no epygibus run is using the repository, remove it with `epygibus unlock -R <repository>`"
     )]
-    Corrupt(PathBuf),
-    #[error("could not create lock file {path}: {err}")]
-    Io { path: PathBuf, err: io::Error },
+    Corrupt(String),
+    #[error("could not create the lock: {0}")]
+    Io(StoreError),
 }
 
 /// How long to wait for a lock and whom to tell that we are waiting.
@@ -120,17 +118,24 @@ impl LockWait<'_> {
     }
 }
 
-/// A held lock; released (file removed) on drop.
+/// A held lock; released (object removed) on drop.
 pub struct RepoLock {
-    path: PathBuf,
+    store: SharedStore,
+    name: String,
     stop: Arc<AtomicBool>,
     refresher: Option<JoinHandle<()>>,
 }
 
 impl RepoLock {
-    /// Takes the lock at `path`, breaking it if its holder is a dead process
-    /// on this host and waiting as `wait` says while it is held.
-    pub fn acquire(path: &Path, command: &str, wait: &LockWait) -> Result<RepoLock, LockError> {
+    /// Takes the lock `name` in `store`, breaking it if its holder is a
+    /// dead process on this host and waiting as `wait` says while it is
+    /// held.
+    pub fn acquire(
+        store: SharedStore,
+        name: &str,
+        command: &str,
+        wait: &LockWait,
+    ) -> Result<RepoLock, LockError> {
         let me = LockHolder {
             host: fsio::host_name(),
             pid: std::process::id(),
@@ -141,20 +146,18 @@ impl RepoLock {
         let began = Instant::now();
         let mut told = false;
         loop {
-            match try_create(path, &me) {
-                Ok(()) => return Ok(RepoLock::held(path)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(err) => {
-                    return Err(LockError::Io {
-                        path: path.to_owned(),
-                        err,
-                    });
-                }
+            // Written complete or not at all (create-only), so a run killed
+            // at any instant never leaves an empty lock that nobody could
+            // attribute (and so break).
+            match store.put_new(name, me.encode().as_bytes()) {
+                Ok(Committed::Created) => return Ok(RepoLock::held(store, name)),
+                Ok(Committed::Existed) => {}
+                Err(e) => return Err(LockError::Io(e)),
             }
-            match read_holder(path) {
+            match read_holder(store.as_ref(), name) {
                 HolderState::Gone => continue,
                 HolderState::Holder(h) if h.host == me.host && !fsio::process_alive(h.pid) => {
-                    break_stale(path, &h);
+                    break_stale(store.as_ref(), name, &h);
                     continue;
                 }
                 HolderState::Holder(h) => {
@@ -171,7 +174,7 @@ impl RepoLock {
                 HolderState::Unreadable { age_secs } => {
                     let timed_out = began.elapsed() >= wait.timeout;
                     if age_secs > FRESH_GRACE_SECS || (timed_out && age_secs > 1) {
-                        return Err(LockError::Corrupt(path.to_owned()));
+                        return Err(LockError::Corrupt(store.place(name)));
                     }
                 }
             }
@@ -179,37 +182,43 @@ impl RepoLock {
         }
     }
 
-    fn held(path: &Path) -> RepoLock {
+    fn held(store: SharedStore, name: &str) -> RepoLock {
         let stop = Arc::new(AtomicBool::new(false));
         let refresher = {
             let stop = Arc::clone(&stop);
-            let path = path.to_owned();
+            let store = store.clone();
+            let name = name.to_owned();
             thread::Builder::new()
                 .name("lock-refresh".into())
-                .spawn(move || refresh_until(&path, &stop))
+                .spawn(move || refresh_until(store.as_ref(), &name, &stop))
                 .ok()
         };
         RepoLock {
-            path: path.to_owned(),
+            store,
+            name: name.to_owned(),
             stop,
             refresher,
         }
     }
 
-    /// Removes a lock whoever holds it (the `unlock` command); returns the
-    /// holder it removed, if the file was readable.
-    pub fn force_break(path: &Path) -> io::Result<Option<LockHolder>> {
-        let holder = match read_holder(path) {
+    /// Removes a lock whoever holds it (the `unlock` command); returns
+    /// whether there was one and its holder, if it was readable.
+    pub fn force_break(
+        store: &dyn Store,
+        name: &str,
+    ) -> Result<(bool, Option<LockHolder>), StoreError> {
+        let existed = store.stat(name)?.is_some();
+        let holder = match read_holder(store, name) {
             HolderState::Holder(h) => Some(h),
             _ => None,
         };
-        fsio::remove_file_if_exists(path)?;
-        Ok(holder)
+        store.delete(name)?;
+        Ok((existed, holder))
     }
 
-    /// The current holder of the lock at `path`, if any.
-    pub fn holder(path: &Path) -> Option<LockHolder> {
-        match read_holder(path) {
+    /// The current holder of the lock `name`, if any.
+    pub fn holder(store: &dyn Store, name: &str) -> Option<LockHolder> {
+        match read_holder(store, name) {
             HolderState::Holder(h) => Some(h),
             _ => None,
         }
@@ -223,22 +232,7 @@ impl Drop for RepoLock {
             t.thread().unpark();
             let _ = t.join();
         }
-        let _ = fsio::remove_file_if_exists(&self.path);
-    }
-}
-
-/// Creates the lock complete or not at all: the holder is written to a
-/// temp file that is then renamed to `lock` without replacing one, so a
-/// run killed at any instant never leaves an empty lock that nobody could
-/// attribute (and so break).
-fn try_create(path: &Path, me: &LockHolder) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = fsio::TempFile::create_in(dir)?;
-    temp.write_all(me.encode().as_bytes())?;
-    if temp.commit(path)? {
-        Ok(())
-    } else {
-        Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        let _ = self.store.delete(&self.name);
     }
 }
 
@@ -248,18 +242,19 @@ enum HolderState {
     Unreadable { age_secs: u64 },
 }
 
-fn read_holder(path: &Path) -> HolderState {
-    let Ok(meta) = fs::metadata(path) else {
+fn read_holder(store: &dyn Store, name: &str) -> HolderState {
+    let Ok(Some(meta)) = store.stat(name) else {
         return HolderState::Gone;
     };
-    let idle_secs = meta
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
+    let idle_secs = SystemTime::now()
+        .duration_since(meta.modified)
         .map_or(0, |d| d.as_secs());
-    match fs::read_to_string(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => HolderState::Gone,
-        Ok(text) => match LockHolder::decode(&text) {
+    match store.read(name) {
+        Err(e) if e.is_not_found() => HolderState::Gone,
+        Ok(bytes) => match std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(LockHolder::decode)
+        {
             Some(h) => HolderState::Holder(LockHolder { idle_secs, ..h }),
             None => HolderState::Unreadable {
                 age_secs: idle_secs,
@@ -272,44 +267,33 @@ fn read_holder(path: &Path) -> HolderState {
 }
 
 /// Moves a dead process's lock aside under a unique name, then removes it.
-/// If what we moved is not the lock we judged stale (a live process took
-/// the lock in between), it is put back.
-fn break_stale(path: &Path, stale: &LockHolder) {
-    let aside = path.with_file_name(fsio::temp_name());
-    if fsio::rename_no_replace(path, &aside).unwrap_or(false) {
-        let moved = fs::read_to_string(&aside)
+/// If what was moved is not the lock judged stale (a live process took the
+/// lock in between), it is put back.
+fn break_stale(store: &dyn Store, name: &str, stale: &LockHolder) {
+    let aside = fsio::temp_name();
+    if store.rename_new(name, &aside).unwrap_or(false) {
+        let moved = store
+            .read(&aside)
             .ok()
+            .and_then(|b| String::from_utf8(b).ok())
             .and_then(|t| LockHolder::decode(&t));
         let same = moved.is_some_and(|m| m.pid == stale.pid && m.started == stale.started);
         // A live lock moved by mistake goes back unless the name was taken
         // again meanwhile; what stays aside is removed either way.
-        let put_back = !same && fsio::rename_no_replace(&aside, path).unwrap_or(false);
+        let put_back = !same && store.rename_new(&aside, name).unwrap_or(false);
         if !put_back {
-            let _ = fsio::remove_file_if_exists(&aside);
+            let _ = store.delete(&aside);
         }
     }
 }
 
-fn refresh_until(path: &Path, stop: &AtomicBool) {
+fn refresh_until(store: &dyn Store, name: &str, stop: &AtomicBool) {
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         thread::park_timeout(Duration::from_secs(1));
         if last.elapsed() >= REFRESH_EVERY {
             last = Instant::now();
-            // By path, without opening: smbnetfs hangs and then fails
-            // opening a file for appending, and takes other I/O down with it.
-            let now = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_OMIT,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_NOW,
-                },
-            };
-            let _ =
-                rustix::fs::utimensat(rustix::fs::CWD, path, &now, rustix::fs::AtFlags::empty());
+            let _ = store.touch(name);
         }
     }
 }
@@ -318,17 +302,21 @@ fn refresh_until(path: &Path, stop: &AtomicBool) {
 mod tests {
     use super::*;
 
-    fn lock_path() -> (tempfile::TempDir, PathBuf) {
+    fn lock_store() -> (tempfile::TempDir, SharedStore) {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("lock");
-        (dir, p)
+        let store: SharedStore = Arc::new(crate::store::LocalStore::new(dir.path()));
+        (dir, store)
+    }
+
+    fn take(s: &SharedStore, command: &str) -> Result<RepoLock, LockError> {
+        RepoLock::acquire(s.clone(), "lock", command, &LockWait::no_wait())
     }
 
     #[test]
     fn second_acquire_reports_holder() {
-        let (_d, p) = lock_path();
-        let _held = RepoLock::acquire(&p, "bu -A home", &LockWait::no_wait()).unwrap();
-        match RepoLock::acquire(&p, "prune", &LockWait::no_wait()) {
+        let (_d, p) = lock_store();
+        let _held = take(&p, "bu -A home").unwrap();
+        match take(&p, "prune") {
             Err(LockError::Held(h)) => {
                 assert_eq!(h.pid, std::process::id());
                 assert_eq!(h.command, "bu -A home");
@@ -340,15 +328,15 @@ mod tests {
 
     #[test]
     fn released_on_drop() {
-        let (_d, p) = lock_path();
-        drop(RepoLock::acquire(&p, "a", &LockWait::no_wait()).unwrap());
-        assert!(!p.exists());
-        assert!(RepoLock::acquire(&p, "b", &LockWait::no_wait()).is_ok());
+        let (_d, p) = lock_store();
+        drop(take(&p, "a").unwrap());
+        assert!(p.stat("lock").unwrap().is_none());
+        assert!(take(&p, "b").is_ok());
     }
 
     #[test]
     fn stale_lock_of_dead_local_process_is_broken() {
-        let (_d, p) = lock_path();
+        let (d, p) = lock_store();
         let dead = LockHolder {
             host: fsio::host_name(),
             pid: dead_pid(),
@@ -356,15 +344,18 @@ mod tests {
             command: "bu".into(),
             idle_secs: 0,
         };
-        fs::write(&p, dead.encode()).unwrap();
-        let held = RepoLock::acquire(&p, "prune", &LockWait::no_wait()).unwrap();
-        assert_eq!(RepoLock::holder(&p).unwrap().pid, std::process::id());
+        std::fs::write(d.path().join("lock"), dead.encode()).unwrap();
+        let held = take(&p, "prune").unwrap();
+        assert_eq!(
+            RepoLock::holder(p.as_ref(), "lock").unwrap().pid,
+            std::process::id()
+        );
         drop(held);
     }
 
     #[test]
     fn other_hosts_lock_is_not_broken() {
-        let (_d, p) = lock_path();
+        let (d, p) = lock_store();
         let other = LockHolder {
             host: "some-other-host".into(),
             pid: dead_pid(),
@@ -372,18 +363,16 @@ mod tests {
             command: "bu -A x".into(),
             idle_secs: 0,
         };
-        fs::write(&p, other.encode()).unwrap();
-        let err = RepoLock::acquire(&p, "prune", &LockWait::no_wait())
-            .err()
-            .unwrap();
+        std::fs::write(d.path().join("lock"), other.encode()).unwrap();
+        let err = take(&p, "prune").err().unwrap();
         assert!(err.to_string().contains("some-other-host"), "{err}");
-        assert!(p.exists());
+        assert!(p.stat("lock").unwrap().is_some());
     }
 
     #[test]
     fn waits_for_release() {
-        let (_d, p) = lock_path();
-        let held = RepoLock::acquire(&p, "a", &LockWait::no_wait()).unwrap();
+        let (_d, p) = lock_store();
+        let held = take(&p, "a").unwrap();
         let p2 = p.clone();
         let waiter = thread::spawn(move || {
             let told = std::cell::Cell::new(false);
@@ -393,7 +382,7 @@ mod tests {
                 on_wait: Some(&tell),
                 notice_after: Duration::from_millis(50),
             };
-            let got = RepoLock::acquire(&p2, "b", &wait).is_ok();
+            let got = RepoLock::acquire(p2, "lock", "b", &wait).is_ok();
             (got, told.get())
         });
         thread::sleep(Duration::from_millis(400));
@@ -403,19 +392,17 @@ mod tests {
 
     #[test]
     fn corrupt_old_lock_is_reported() {
-        let (_d, p) = lock_path();
-        fs::write(&p, b"garbage").unwrap();
+        let (d, p) = lock_store();
+        let path = d.path().join("lock");
+        std::fs::write(&path, b"garbage").unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
-        fs::File::options()
+        std::fs::File::options()
             .write(true)
-            .open(&p)
+            .open(&path)
             .unwrap()
             .set_modified(old)
             .unwrap();
-        assert!(matches!(
-            RepoLock::acquire(&p, "x", &LockWait::no_wait()),
-            Err(LockError::Corrupt(_))
-        ));
+        assert!(matches!(take(&p, "x"), Err(LockError::Corrupt(_))));
     }
 
     proptest::proptest! {

@@ -3,12 +3,11 @@
 //! content files (a round trip each on a NAS).
 //!
 //! Persisted as numbered generations `index.<n>`; each generation is a new
-//! file (DESIGN.md rule 1) and the newest one is the truth. A generation
+//! file (docs/design.md) and the newest one is the truth. A generation
 //! that fails its checksum is reported, never replaced or skipped: falling
-//! back to an older one could make counts too low (rule 2).
+//! back to an older one could make counts too low (counts are never too low).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use super::ContentToken;
 
@@ -94,8 +93,6 @@ const MAGIC: &[u8] = b"epygibus-index 2\n";
 /// LEB128 varints (1 to 10 bytes each).
 const ENTRY_MIN_LEN: usize = 32 + 1 + 4;
 const CHECKSUM_LEN: usize = 32;
-/// File-name prefix of index generations.
-pub const INDEX_PREFIX: &str = "index.";
 
 impl RefIndex {
     /// Encodes as: magic, generation (u64 LE), entry count (u64 LE), then
@@ -222,20 +219,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Path of generation `n` in repository directory `dir`.
-pub fn generation_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("{INDEX_PREFIX}{n:012}"))
-}
-
-/// The generation number of an index file name, if it is one.
-pub fn parse_generation(name: &[u8]) -> Option<u64> {
-    let digits = name.strip_prefix(INDEX_PREFIX.as_bytes())?;
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,16 +311,6 @@ mod tests {
         // An eleventh continuation byte is refused.
         let mut r = Reader(&[0xff; 11]);
         assert_eq!(r.varint(), Err(IndexDecodeError::BadNumber));
-    }
-
-    #[test]
-    fn generation_names() {
-        let p = generation_path(Path::new("/r"), 42);
-        assert_eq!(p, Path::new("/r/index.000000000042"));
-        assert_eq!(parse_generation(b"index.000000000042"), Some(42));
-        assert_eq!(parse_generation(b"index."), None);
-        assert_eq!(parse_generation(b"index.12a"), None);
-        assert_eq!(parse_generation(b"tmp.1.2"), None);
     }
 
     /// An index file around `body` with a valid frame and checksum.

@@ -7,17 +7,14 @@
 //! BLAKE3 of that tree encoding. MessagePack maps keep field names, so any
 //! MessagePack reader can decode it in ten years' time.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
 use super::model::{DirNode, TreeCounts};
 use crate::clock::Civil;
-use crate::fsio::{self, TempFile};
+use crate::store::{Committed, Store, StoreError};
 
 const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
 const GZ_SUFFIX: &str = ".gz";
@@ -28,32 +25,17 @@ const SNAPSHOT_GZIP_LEVEL: i32 = 6;
 /// Errors reading or writing snapshot files.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("could not {action} {path}: {err}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        err: io::Error,
-    },
-    #[error("snapshot file {path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("snapshot file {place} is corrupt: {reason}")]
+    Corrupt { place: String, reason: String },
 }
 
 type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 
-fn io_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
-    move |err| SnapshotError::Io {
-        action,
-        path: path.to_owned(),
-        err,
-    }
-}
-
-fn corrupt(path: &Path, reason: impl std::fmt::Display) -> SnapshotError {
+fn corrupt(place: &str, reason: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Corrupt {
-        path: path.to_owned(),
+        place: place.to_owned(),
         reason: reason.to_string(),
     }
 }
@@ -155,10 +137,6 @@ impl SnapshotName {
         })
     }
 
-    pub fn path_in(&self, dir: &Path) -> PathBuf {
-        dir.join(self.file_name())
-    }
-
     fn other_form(&self) -> SnapshotName {
         SnapshotName {
             compressed: !self.compressed,
@@ -169,15 +147,13 @@ impl SnapshotName {
 
 /// The snapshots in `dir`, oldest first. A time present in both forms
 /// (a crash during `compress`) is listed once.
-pub fn list_snapshots(dir: &Path) -> Result<Vec<SnapshotName>> {
-    let entries = fs::read_dir(dir).map_err(io_err("list snapshot directory", dir))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("list snapshot directory", dir))?;
-        if let Some(n) = SnapshotName::parse(entry.file_name().as_bytes()) {
-            names.push(n);
-        }
-    }
+pub fn list_snapshots(dir: &dyn Store) -> Result<Vec<SnapshotName>> {
+    let mut names: Vec<SnapshotName> = dir
+        .list("")?
+        .iter()
+        .filter(|m| !m.name.contains('/'))
+        .filter_map(|m| SnapshotName::parse(m.name.as_bytes()))
+        .collect();
     names.sort_by_key(|n| (n.secs, !n.compressed));
     names.dedup_by_key(|n| n.secs);
     Ok(names)
@@ -198,7 +174,7 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
 
 /// Decodes the bytes of an uncompressed snapshot file; `path` names it in
 /// errors.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot> {
+pub fn decode(bytes: &[u8], path: &str) -> Result<Snapshot> {
     let mut rest = bytes
         .strip_prefix(MAGIC)
         .ok_or_else(|| corrupt(path, "it does not start with the snapshot header"))?;
@@ -226,43 +202,47 @@ fn read_bin<'a>(rest: &mut &'a [u8]) -> std::result::Result<&'a [u8], String> {
 }
 
 /// Reads and decodes a whole snapshot file.
-pub fn read_snapshot(dir: &Path, name: &SnapshotName) -> Result<Snapshot> {
-    let path = name.path_in(dir);
-    let bytes = read_plain_bytes(&path, name.compressed)?;
-    decode(&bytes, &path)
+pub fn read_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<Snapshot> {
+    let bytes = read_plain_bytes(dir, name)?;
+    decode(&bytes, &dir.place(&name.file_name()))
 }
 
 /// The uncompressed bytes of a snapshot file.
-pub fn read_plain_bytes(path: &Path, compressed: bool) -> Result<Vec<u8>> {
-    let raw = fsio::read_small_file(path).map_err(io_err("read", path))?;
-    if !compressed {
+pub fn read_plain_bytes(dir: &dyn Store, name: &SnapshotName) -> Result<Vec<u8>> {
+    let file = name.file_name();
+    let raw = dir.read(&file)?;
+    if !name.compressed {
         return Ok(raw);
     }
     let mut plain = Vec::with_capacity(raw.len() * 4);
     MultiGzDecoder::new(&raw[..])
         .read_to_end(&mut plain)
-        .map_err(|e| corrupt(path, format!("bad gzip data: {e}")))?;
+        .map_err(|e| corrupt(&dir.place(&file), format!("bad gzip data: {e}")))?;
     Ok(plain)
 }
 
 /// Reads only the header (for `lss --build_stats`): a compressed file is
 /// decompressed only as far as the header goes.
-pub fn read_header(dir: &Path, name: &SnapshotName) -> Result<Header> {
-    let path = name.path_in(dir);
-    let file = File::open(&path).map_err(io_err("read", &path))?;
+pub fn read_header(dir: &dyn Store, name: &SnapshotName) -> Result<Header> {
+    let file = name.file_name();
+    let place = dir.place(&file);
+    let object = dir.open(&file)?;
     let mut reader: Box<dyn Read> = if name.compressed {
-        Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file))))
+        Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(object))))
     } else {
-        Box::new(BufReader::new(file))
+        Box::new(BufReader::new(object))
     };
     let mut magic = [0u8; MAGIC.len()];
     reader
         .read_exact(&mut magic)
-        .map_err(|_| corrupt(&path, "it is too short"))?;
+        .map_err(|_| corrupt(&place, "it is too short"))?;
     if magic != MAGIC {
-        return Err(corrupt(&path, "it does not start with the snapshot header"));
+        return Err(corrupt(
+            &place,
+            "it does not start with the snapshot header",
+        ));
     }
-    rmp_serde::from_read(reader).map_err(|e| corrupt(&path, format!("bad header: {e}")))
+    rmp_serde::from_read(reader).map_err(|e| corrupt(&place, format!("bad header: {e}")))
 }
 
 /// Encodes `plain` as one gzip member.
@@ -281,7 +261,11 @@ pub fn gzip(plain: &[u8]) -> Vec<u8> {
 /// Writes a snapshot durably under a name not used yet: its start second,
 /// or a later second when that name (in either form) is taken, so two
 /// backups in one second never overwrite each other.
-pub fn write_snapshot(dir: &Path, snapshot: &Snapshot, compressed: bool) -> Result<SnapshotName> {
+pub fn write_snapshot(
+    dir: &dyn Store,
+    snapshot: &Snapshot,
+    compressed: bool,
+) -> Result<SnapshotName> {
     let plain = encode(snapshot);
     let bytes = if compressed { gzip(&plain) } else { plain };
     let newest = list_snapshots(dir)?.last().map(|n| n.secs);
@@ -291,15 +275,11 @@ pub fn write_snapshot(dir: &Path, snapshot: &Snapshot, compressed: bool) -> Resu
         compressed,
     };
     loop {
-        if name.other_form().path_in(dir).exists() {
+        if dir.stat(&name.other_form().file_name())?.is_some() {
             name.secs += 1;
             continue;
         }
-        let path = name.path_in(dir);
-        let mut temp = TempFile::create_in(dir).map_err(io_err("write a snapshot in", dir))?;
-        temp.write_all(&bytes).map_err(io_err("write", &path))?;
-        if temp.commit(&path).map_err(io_err("write", &path))? {
-            fsio::sync_dir(dir).map_err(io_err("sync", dir))?;
+        if dir.put_new(&name.file_name(), &bytes)? == Committed::Created {
             return Ok(name);
         }
         name.secs += 1;
@@ -308,41 +288,37 @@ pub fn write_snapshot(dir: &Path, snapshot: &Snapshot, compressed: bool) -> Resu
 
 /// Rewrites a snapshot file in the other form (gzip or plain). The new file
 /// is durable before the old one is removed; readers accept either.
-pub fn convert_snapshot(dir: &Path, name: &SnapshotName) -> Result<SnapshotName> {
-    let path = name.path_in(dir);
-    let plain = read_plain_bytes(&path, name.compressed)?;
-    decode(&plain, &path)?;
+pub fn convert_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<SnapshotName> {
+    let plain = read_plain_bytes(dir, name)?;
+    decode(&plain, &dir.place(&name.file_name()))?;
     let target = name.other_form();
     let bytes = if target.compressed {
         gzip(&plain)
     } else {
         plain
     };
-    let target_path = target.path_in(dir);
-    if !target_path.exists() {
-        let mut temp = TempFile::create_in(dir).map_err(io_err("write a snapshot in", dir))?;
-        temp.write_all(&bytes)
-            .map_err(io_err("write", &target_path))?;
-        temp.commit(&target_path)
-            .map_err(io_err("write", &target_path))?;
-        fsio::sync_dir(dir).map_err(io_err("sync", dir))?;
-    }
-    fsio::remove_file_if_exists(&path).map_err(io_err("remove", &path))?;
+    // A file already in the target form (a convert interrupted after
+    // writing it) holds the same snapshot: kept.
+    let _ = dir.put_new(&target.file_name(), &bytes)?;
+    dir.delete(&name.file_name())?;
     Ok(target)
 }
 
 /// Removes a snapshot file (both forms, should a crash have left two).
-pub fn remove_snapshot(dir: &Path, name: &SnapshotName) -> Result<()> {
+pub fn remove_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<()> {
     for n in [*name, name.other_form()] {
-        let path = n.path_in(dir);
-        fsio::remove_file_if_exists(&path).map_err(io_err("remove", &path))?;
+        dir.delete(&n.file_name())?;
     }
-    fsio::sync_dir(dir).map_err(io_err("sync", dir))
+    dir.barrier()?;
+    Ok(())
 }
 
-/// Size of a snapshot file on disk.
-pub fn file_size(dir: &Path, name: &SnapshotName) -> u64 {
-    fs::metadata(name.path_in(dir)).map_or(0, |m| m.len())
+/// Size of a snapshot file.
+pub fn file_size(dir: &dyn Store, name: &SnapshotName) -> u64 {
+    dir.stat(&name.file_name())
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.size)
 }
 
 #[cfg(test)]
@@ -379,20 +355,20 @@ mod tests {
     fn snapshot_round_trip() {
         let s = sample();
         let bytes = encode(&s);
-        assert_eq!(decode(&bytes, Path::new("x")).unwrap(), s);
+        assert_eq!(decode(&bytes, "x").unwrap(), s);
     }
 
     #[test]
     fn damaged_snapshot_rejected_with_path() {
         let bytes = encode(&sample());
         for cut in [0, 5, MAGIC.len() + 3, bytes.len() - 1] {
-            let err = decode(&bytes[..cut], Path::new("/s/2020-01-01-00-00-00")).unwrap_err();
+            let err = decode(&bytes[..cut], "/s/2020-01-01-00-00-00").unwrap_err();
             assert!(err.to_string().contains("/s/2020-01-01-00-00-00"), "{err}");
         }
         let mut flipped = bytes.clone();
         let n = flipped.len();
         flipped[n - 40] ^= 0x55;
-        assert!(decode(&flipped, Path::new("x")).is_err());
+        assert!(decode(&flipped, "x").is_err());
     }
 
     #[test]
@@ -406,28 +382,29 @@ mod tests {
 
     #[test]
     fn same_second_snapshots_get_distinct_names() {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::store::LocalStore::new(tmp.path());
         let s = sample();
-        let a = write_snapshot(dir.path(), &s, true).unwrap();
-        let b = write_snapshot(dir.path(), &s, false).unwrap();
-        let c = write_snapshot(dir.path(), &s, true).unwrap();
+        let a = write_snapshot(&dir, &s, true).unwrap();
+        let b = write_snapshot(&dir, &s, false).unwrap();
+        let c = write_snapshot(&dir, &s, true).unwrap();
         assert!(a.secs < b.secs && b.secs < c.secs);
-        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![a, b, c]);
-        assert_eq!(read_snapshot(dir.path(), &b).unwrap(), s);
-        assert_eq!(read_header(dir.path(), &a).unwrap(), s.header);
+        assert_eq!(list_snapshots(&dir).unwrap(), vec![a, b, c]);
+        assert_eq!(read_snapshot(&dir, &b).unwrap(), s);
+        assert_eq!(read_header(&dir, &a).unwrap(), s.header);
     }
 
     #[test]
     fn convert_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::MemoryStore::named("s");
         let s = sample();
-        let a = write_snapshot(dir.path(), &s, false).unwrap();
-        let gz = convert_snapshot(dir.path(), &a).unwrap();
+        let a = write_snapshot(&dir, &s, false).unwrap();
+        let gz = convert_snapshot(&dir, &a).unwrap();
         assert!(gz.compressed);
-        assert!(!a.path_in(dir.path()).exists());
-        assert_eq!(read_snapshot(dir.path(), &gz).unwrap(), s);
-        let plain = convert_snapshot(dir.path(), &gz).unwrap();
-        assert_eq!(read_snapshot(dir.path(), &plain).unwrap(), s);
+        assert!(dir.stat(&a.file_name()).unwrap().is_none());
+        assert_eq!(read_snapshot(&dir, &gz).unwrap(), s);
+        let plain = convert_snapshot(&dir, &gz).unwrap();
+        assert_eq!(read_snapshot(&dir, &plain).unwrap(), s);
     }
 
     /// A snapshot file around `tree` bytes with a valid header and checksum,
@@ -457,11 +434,11 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
-            let _ = decode(&bytes, Path::new("x"));
+            let _ = decode(&bytes, "x");
             let mut framed = MAGIC.to_vec();
             framed.extend_from_slice(&bytes);
-            let _ = decode(&framed, Path::new("x"));
-            let _ = decode(&framed_tree(&bytes), Path::new("x"));
+            let _ = decode(&framed, "x");
+            let _ = decode(&framed_tree(&bytes), "x");
         }
 
         /// Mutations of a valid tree (flipped bytes, cuts) with a valid
@@ -478,7 +455,7 @@ mod tests {
                 tree[i] = byte;
             }
             tree.truncate(cut % (tree.len() + 1));
-            if let Ok(s) = decode(&framed_tree(&tree), Path::new("x")) {
+            if let Ok(s) = decode(&framed_tree(&tree), "x") {
                 proptest::prop_assert!(s.root.check_order().is_ok());
             }
         }

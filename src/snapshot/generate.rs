@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::change::{ChangeRules, unchanged};
 use super::exclude::Excludes;
 use super::model::{Attrs, DirNode, Entry, FileName, FileNode, LinkNode, Node};
-use crate::content::{ContentError, ContentToken, Repository};
+use crate::content::{BackupSession, ContentError, ContentToken};
 use crate::progress::Progress;
 
 /// Placeholder token of a file whose content is being stored; replaced
@@ -39,9 +39,9 @@ pub struct BackupPlan<'a> {
     pub compare_inodes: bool,
     /// Read every file, trusting nothing from the previous snapshot.
     pub force_read: bool,
-    /// Directories never backed up, as (device, inode): the repository and
-    /// the snapshot directory, should an include contain them.
-    pub skip_dirs: Vec<(u64, u64)>,
+    /// Directories never backed up: the repository and the snapshot
+    /// directory, should an include contain them.
+    pub skip_dirs: Vec<PathBuf>,
 }
 
 /// Why an entry is missing from a snapshot.
@@ -87,7 +87,9 @@ struct Pending {
 }
 
 struct Walker<'a> {
-    repo: &'a Repository,
+    repo: &'a BackupSession<'a>,
+    /// (device, inode) of the plan's skipped directories.
+    skip: Vec<(u64, u64)>,
     progress: &'a dyn Progress,
     plan: &'a BackupPlan<'a>,
     rules: Option<ChangeRules>,
@@ -109,7 +111,7 @@ struct Walker<'a> {
 /// Walks the plan's includes and stores new content; `previous` is the
 /// archive's newest snapshot (root and walk start), if any.
 pub fn build_tree(
-    repo: &Repository,
+    repo: &BackupSession,
     plan: &BackupPlan,
     previous: Option<(&DirNode, i64)>,
     progress: &dyn Progress,
@@ -122,6 +124,12 @@ pub fn build_tree(
     progress.phase("scanning", 0, 0);
     let mut walker = Walker {
         repo,
+        skip: plan
+            .skip_dirs
+            .iter()
+            .filter_map(|d| fs::metadata(d).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect(),
         progress,
         plan,
         rules,
@@ -154,6 +162,9 @@ pub fn build_tree(
     while let Some((include, hops)) = queue.pop() {
         walker.add_include(&mut root, prev_root, &include, hops);
         queue.extend(walker.deferred.drain(..).rev());
+        if progress.cancelled() {
+            return Err(ContentError::Cancelled);
+        }
     }
     let walk_secs = walk_started.elapsed().as_secs_f64();
     let store_started = std::time::Instant::now();
@@ -351,6 +362,9 @@ impl<'a> Walker<'a> {
                 continue;
             };
             self.progress.walked();
+            if self.progress.cancelled() {
+                break;
+            }
             self.add_entry(node, prev, name, &child, &meta, false);
         }
         node.sort_entries();
@@ -375,7 +389,7 @@ impl<'a> Walker<'a> {
                 self.note_excluded(path);
                 return false;
             }
-            if self.plan.skip_dirs.contains(&(meta.dev(), meta.ino())) {
+            if self.skip.contains(&(meta.dev(), meta.ino())) {
                 return false;
             }
             let prev_sub = as_dir(prev.and_then(|p| p.get(name.as_bytes())));
@@ -513,13 +527,18 @@ impl<'a> Walker<'a> {
             .sum();
         let total_files = self.pending.iter().filter(|p| p.same_as.is_none()).count();
         progress.phase("storing", total_files as u64, total_bytes);
-        let stored: Vec<Option<Result<ContentToken, ContentError>>> = repo.flushing_while(|| {
-            crate::pool::io_pool().install(|| {
+        let mut stored: Vec<Option<Result<ContentToken, ContentError>>> = Vec::new();
+        repo.repository().flushing_while(&mut || {
+            stored = crate::pool::io_pool().install(|| {
                 self.pending
                     .par_iter()
                     .map(|p| {
                         if p.same_as.is_some() || abort.load(Ordering::Relaxed) {
                             return None;
+                        }
+                        if progress.cancelled() {
+                            abort.store(true, Ordering::Relaxed);
+                            return Some(Err(ContentError::Cancelled));
                         }
                         let result = repo.store_contents(&p.path);
                         progress.file_done(p.size);

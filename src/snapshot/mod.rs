@@ -13,15 +13,15 @@ pub mod retrieve;
 pub mod scan;
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::clock::now_nanos;
 use crate::config::ArchiveSpec;
-use crate::content::{ContentError, ContentToken, Repository};
+use crate::content::{ContentError, ContentToken, Repository, SessionCounters};
 use crate::fsio;
 use crate::progress::Progress;
+use crate::store::{Location, Store};
 use exclude::{BadGlob, Excludes};
 use format::{BuildStats, Header, RepoRef, Snapshot, SnapshotError, SnapshotName};
 use generate::{BackupPlan, Problem};
@@ -36,7 +36,7 @@ pub enum ArchiveError {
     #[error(transparent)]
     Glob(#[from] BadGlob),
     #[error("archive has no snapshots in {0}")]
-    NoSnapshots(PathBuf),
+    NoSnapshots(Location),
     #[error(
         "--back {back} is out of range: the archive has {count} snapshot(s), so use 0..{max} (newest first) or -1..-{count} (oldest first)",
         max = .count.saturating_sub(1)
@@ -50,16 +50,11 @@ pub enum ArchiveError {
 
 type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
-/// The snapshots of an archive, oldest first.
-pub fn snapshots(spec: &ArchiveSpec) -> Result<Vec<SnapshotName>> {
-    Ok(format::list_snapshots(&spec.snapshot_dir)?)
-}
-
 /// Picks a snapshot: `back` ≥ 0 counts from the newest (0 = newest),
 /// negative counts from the oldest (-1 = oldest).
-pub fn select(names: &[SnapshotName], back: i64, dir: &Path) -> Result<SnapshotName> {
+pub fn select(names: &[SnapshotName], back: i64, dir: &Location) -> Result<SnapshotName> {
     if names.is_empty() {
-        return Err(ArchiveError::NoSnapshots(dir.to_owned()));
+        return Err(ArchiveError::NoSnapshots(dir.clone()));
     }
     let count = names.len();
     let index = if back >= 0 {
@@ -90,11 +85,13 @@ pub struct BackupReport {
     pub size_on_disk: u64,
 }
 
-/// Takes a snapshot of the archive. Content is stored and its counts made
-/// durable before the snapshot file is written (DESIGN.md rule 2), so a
-/// crash leaves counts too high, never too low.
+/// Takes a snapshot of the archive into `snapshots`. Content is stored and
+/// its counts made durable before the snapshot file is written (counts
+/// before snapshots), so a crash leaves counts too high, never too low; a
+/// failed or cancelled backup gives its references back.
 pub fn backup(
     spec: &ArchiveSpec,
+    snapshots: &dyn Store,
     repo: &Repository,
     options: BackupOptions,
     progress: &dyn Progress,
@@ -102,9 +99,9 @@ pub fn backup(
     let began = Instant::now();
     let started_ns = now_nanos() as i64;
     let excludes = Excludes::new(&spec.excluded_dirs, &spec.excluded_files)?;
-    let existing = snapshots(spec)?;
+    let existing = format::list_snapshots(snapshots)?;
     let (previous, previous_unusable) = match existing.last() {
-        Some(name) => match format::read_snapshot(&spec.snapshot_dir, name) {
+        Some(name) => match format::read_snapshot(snapshots, name) {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e.to_string())),
         },
@@ -116,33 +113,21 @@ pub fn backup(
         keep_broken_soft_links: spec.keep_broken_soft_links,
         compare_inodes: spec.compare_inodes,
         force_read: options.force_read,
-        skip_dirs: [repo.dir(), spec.snapshot_dir.as_path()]
+        skip_dirs: [repo.location(), snapshots.location()]
             .iter()
-            .filter_map(|d| std::fs::metadata(d).ok())
-            .map(|m| (m.dev(), m.ino()))
+            .filter_map(|l| l.as_dir().map(Path::to_owned))
             .collect(),
     };
     let prev = previous.as_ref().map(|s| (&s.root, s.header.started_ns));
-    repo.begin_session();
-    let built = generate::build_tree(repo, &plan, prev, progress);
+    let session = repo.begin_backup();
+    let built = generate::build_tree(&session, &plan, prev, progress);
     progress.finish();
-    let built = match built {
-        Ok(b) => b,
-        Err(e) => {
-            // Content stored before the failure stays indexed but
-            // unreferenced, so prune reclaims it.
-            let _ = repo.rollback_session();
-            return Err(e.into());
-        }
-    };
+    // Dropping the session on any error below gives its references back.
+    let built = built?;
     drop(previous);
     let write_began = Instant::now();
-    if let Err(e) = repo.commit() {
-        let _ = repo.rollback_session();
-        return Err(e.into());
-    }
-    let session = &repo.session;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let counted = session.commit_counts()?;
+    let c = counted.counters();
     let skipped = built
         .problems
         .iter()
@@ -154,7 +139,7 @@ pub fn backup(
         user: fsio::user_name(),
         started_ns,
         finished_ns: 0,
-        repo: repo_ref(spec, repo),
+        repo: repo_ref(spec, snapshots.location(), repo),
         includes: spec
             .includes
             .iter()
@@ -167,9 +152,9 @@ pub fn backup(
             .collect(),
         stats: BuildStats {
             counts: built.root.counts(),
-            new_items: load(&session.new_items),
-            new_content_bytes: load(&session.new_content_bytes),
-            new_stored_bytes: load(&session.new_stored_bytes),
+            new_items: SessionCounters::get(&c.new_items),
+            new_content_bytes: SessionCounters::get(&c.new_content_bytes),
+            new_stored_bytes: SessionCounters::get(&c.new_stored_bytes),
             files_read: built.files_read,
             skipped,
             walk_secs: built.walk_secs,
@@ -185,23 +170,11 @@ pub fn backup(
         header,
         root: built.root,
     };
-    let name = match format::write_snapshot(&spec.snapshot_dir, &snapshot, options.compress) {
-        Ok(name) => name,
-        Err(e) => {
-            // No snapshot uses the references counted for it: give them
-            // back so the content stays prunable (best effort; counts that
-            // stay too high are safe and `check` finds them).
-            let _ = repo.rollback_session();
-            return Err(e.into());
-        }
-    };
-    // Content this backup revived may have been pruned from another machine
-    // while it ran; put back what is missing, now that the snapshot is
-    // there for every later prune to see.
-    repo.confirm_revived()?;
+    let name = format::write_snapshot(snapshots, &snapshot, options.compress)?;
+    counted.snapshot_written()?;
     Ok(BackupReport {
         name,
-        size_on_disk: format::file_size(&spec.snapshot_dir, &name),
+        size_on_disk: format::file_size(snapshots, &name),
         header: snapshot.header,
         problems: built.problems,
         previous_unusable,
@@ -215,11 +188,16 @@ fn path_bytes(p: &Path) -> Vec<u8> {
 
 /// Where the repository is, absolutely and relative to the snapshot
 /// directory (for the rescue when the configuration is lost).
-fn repo_ref(spec: &ArchiveSpec, repo: &Repository) -> RepoRef {
+fn repo_ref(spec: &ArchiveSpec, snapshots: &Location, repo: &Repository) -> RepoRef {
+    let (path, relative) = match (repo.location().as_dir(), snapshots.as_dir()) {
+        (Some(r), Some(s)) => (path_bytes(r), path_bytes(&fsio::relative_path(s, r))),
+        (Some(r), None) => (path_bytes(r), Vec::new()),
+        _ => (repo.location().to_string().into_bytes(), Vec::new()),
+    };
     RepoRef {
         name: spec.repo.to_string(),
-        path: path_bytes(repo.dir()),
-        relative: path_bytes(&fsio::relative_path(&spec.snapshot_dir, repo.dir())),
+        path,
+        relative,
     }
 }
 
@@ -229,12 +207,17 @@ pub struct DeleteReport {
     pub released: usize,
 }
 
-/// Deletes one snapshot: the file goes first, then its references are
-/// released and the lower counts saved (DESIGN.md rule 2).
-pub fn delete(spec: &ArchiveSpec, repo: &Repository, name: &SnapshotName) -> Result<DeleteReport> {
-    let snapshot = format::read_snapshot(&spec.snapshot_dir, name)?;
+/// Deletes one snapshot: the file goes first (durably), then its
+/// references are released and the lower counts saved (counts are never
+/// lower than the snapshots that use them).
+pub fn delete(
+    snapshots: &dyn Store,
+    repo: &Repository,
+    name: &SnapshotName,
+) -> Result<DeleteReport> {
+    let snapshot = format::read_snapshot(snapshots, name)?;
     let tokens = snapshot.root.tokens();
-    format::remove_snapshot(&spec.snapshot_dir, name)?;
+    format::remove_snapshot(snapshots, name)?;
     repo.release_contents(&tokens);
     repo.commit()?;
     Ok(DeleteReport {
@@ -261,7 +244,11 @@ pub struct StorageStats {
     pub share: f64,
 }
 
-pub fn storage_stats(dir: &Path, name: &SnapshotName, repo: &Repository) -> Result<StorageStats> {
+pub fn storage_stats(
+    dir: &dyn Store,
+    name: &SnapshotName,
+    repo: &Repository,
+) -> Result<StorageStats> {
     let snapshot = format::read_snapshot(dir, name)?;
     let counts = snapshot.root.counts();
     let mut stats = StorageStats {
@@ -288,6 +275,7 @@ pub fn storage_stats(dir: &Path, name: &SnapshotName, repo: &Repository) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn names(n: usize) -> Vec<SnapshotName> {
         (0..n as i64)
@@ -301,7 +289,7 @@ mod tests {
     #[test]
     fn back_selects_from_either_end() {
         let n = names(3);
-        let d = Path::new("/d");
+        let d = &Location::Dir(PathBuf::from("/d"));
         assert_eq!(select(&n, 0, d).unwrap().secs, 2);
         assert_eq!(select(&n, 2, d).unwrap().secs, 0);
         assert_eq!(select(&n, -1, d).unwrap().secs, 0);

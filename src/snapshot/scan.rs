@@ -2,10 +2,10 @@
 //! references they make, for `check`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use super::format;
 use crate::content::ContentToken;
+use crate::store::Store;
 
 /// References found in snapshot directories, and what could not be read.
 #[derive(Debug, Default)]
@@ -15,8 +15,8 @@ pub struct Scan {
     pub snapshots: u64,
     /// Snapshot files that could not be decoded (with the error).
     pub unreadable: Vec<String>,
-    /// Directories that could not be listed.
-    pub unreachable: Vec<PathBuf>,
+    /// Directories that could not be listed, with why.
+    pub unreachable: Vec<String>,
 }
 
 impl Scan {
@@ -27,13 +27,17 @@ impl Scan {
 }
 
 /// Reads every snapshot in `dirs`.
-pub fn scan(dirs: &[PathBuf]) -> Scan {
+pub fn scan(dirs: &[&dyn Store]) -> Scan {
     let mut scan = Scan::default();
-    for dir in dirs {
+    for &dir in dirs {
         let names = match format::list_snapshots(dir) {
             Ok(n) => n,
-            Err(_) => {
-                scan.unreachable.push(dir.clone());
+            Err(e) => {
+                scan.unreachable.push(format!(
+                    "snapshot directory {} cannot be read ({})",
+                    dir.location(),
+                    e
+                ));
                 continue;
             }
         };

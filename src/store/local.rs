@@ -32,9 +32,11 @@ pub struct LocalStore {
     /// Decided on first write: the directory may not exist when the store
     /// value is made.
     durability: OnceLock<Durability>,
-    /// Batched: objects were renamed into place since the last syncfs.
+    /// Batched: objects were renamed into place or removed since the last
+    /// syncfs.
     unsynced: AtomicBool,
-    /// Per file: directories that received renames since the last barrier.
+    /// Per file: directories that received renames or removals since the
+    /// last barrier.
     dirs_to_sync: Mutex<HashSet<PathBuf>>,
 }
 
@@ -113,7 +115,7 @@ impl LocalStore {
             .get_or_init(|| fsio::durability_of(&self.root))
     }
 
-    fn note_renamed(&self, dir: &Path) {
+    fn note_changed(&self, dir: &Path) {
         match self.durability() {
             Durability::Batched => self.unsynced.store(true, Ordering::SeqCst),
             Durability::EachFile => {
@@ -140,7 +142,9 @@ impl LocalStore {
         };
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // A missing subdirectory holds nothing; a missing root is an
+            // error (an unmounted disk must not look like an empty one).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => return Ok(()),
             Err(e) => return Err(err("list", &dir, e)),
         };
         for entry in entries {
@@ -294,7 +298,11 @@ impl Store for LocalStore {
 
     fn delete(&self, name: &str) -> Result<()> {
         let path = self.path(name)?;
-        fsio::remove_file_if_exists(&path).map_err(|e| err("remove", &path, e))
+        fsio::remove_file_if_exists(&path).map_err(|e| err("remove", &path, e))?;
+        // Durable at the next barrier, like a write: a snapshot's removal
+        // must be before the lower counts are saved.
+        self.note_changed(path.parent().unwrap_or(&self.root));
+        Ok(())
     }
 
     fn touch(&self, name: &str) -> Result<()> {
@@ -427,7 +435,7 @@ impl NewObject for LocalObject<'_> {
         if !renamed {
             return Ok(Committed::Existed);
         }
-        this.store.note_renamed(&this.dir);
+        this.store.note_changed(&this.dir);
         Ok(Committed::Created)
     }
 }

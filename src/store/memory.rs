@@ -301,9 +301,9 @@ mod tests {
     #[test]
     fn crash_loses_what_came_after_the_barrier() {
         let s = MemoryStore::named("t");
-        s.put_new("kept", b"x").unwrap();
+        let _ = s.put_new("kept", b"x").unwrap();
         s.barrier().unwrap();
-        s.put_new("lost", b"y").unwrap();
+        let _ = s.put_new("lost", b"y").unwrap();
         s.crash();
         assert!(s.stat("kept").unwrap().is_some());
         assert!(s.stat("lost").unwrap().is_none());

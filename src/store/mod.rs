@@ -168,10 +168,13 @@ pub trait Store: Send + Sync {
     }
 
     /// Starts a create-only write of `name` (its directories, for stores
-    /// that have them, are made as needed).
+    /// that have them, are made as needed). The object is durable after
+    /// the next barrier.
     fn create(&self, name: &str) -> Result<Box<dyn NewObject + '_>>;
 
-    /// Writes a whole small object create-only.
+    /// Writes a whole small object create-only, durable when this returns
+    /// (objects other runs read at once: index generations, snapshots,
+    /// specs, locks).
     fn put_new(&self, name: &str, bytes: &[u8]) -> Result<Committed> {
         let mut object = self.create(name)?;
         object
@@ -185,7 +188,8 @@ pub trait Store: Send + Sync {
     /// to replace.
     fn rename_new(&self, from: &str, to: &str) -> Result<bool>;
 
-    /// Removes an object; one that is already gone is not an error.
+    /// Removes an object; one that is already gone is not an error. The
+    /// removal is durable after the next barrier.
     fn delete(&self, name: &str) -> Result<()>;
 
     /// Marks an object as just used (its modified time becomes now).

@@ -249,17 +249,20 @@ impl Env {
 
     /// The archive's snapshots, oldest first, read from its directory.
     pub fn snapshot_names(&self, archive: &str) -> Vec<SnapshotName> {
-        format::list_snapshots(&self.snapshot_dir(archive)).unwrap()
+        format::list_snapshots(&epygibus::store::LocalStore::new(
+            &self.snapshot_dir(archive),
+        ))
+        .unwrap()
     }
 
     /// Every snapshot of the archive, decoded, oldest first.
     pub fn snapshots(&self, archive: &str) -> Vec<(SnapshotName, Snapshot)> {
         let dir = self.snapshot_dir(archive);
-        format::list_snapshots(&dir)
+        format::list_snapshots(&epygibus::store::LocalStore::new(&dir))
             .unwrap()
             .into_iter()
             .map(|n| {
-                let s = format::read_snapshot(&dir, &n)
+                let s = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &n)
                     .unwrap_or_else(|e| panic!("snapshot {} does not decode: {e}", n.stamp()));
                 (n, s)
             })
@@ -304,7 +307,7 @@ impl Env {
         for t in extra {
             *want.entry(*t).or_default() += 1;
         }
-        let got = Repository::open(&self.repo_dir(repo), Access::ReadOnly)
+        let got = Repository::open_dir(&self.repo_dir(repo), Access::ReadOnly)
             .unwrap()
             .ref_counts();
         let mut diff = Vec::new();
@@ -340,7 +343,7 @@ impl Env {
         repo: &str,
         tokens: impl IntoIterator<Item = ContentToken>,
     ) {
-        let repo = Repository::open(&self.repo_dir(repo), Access::ReadOnly).unwrap();
+        let repo = Repository::open_dir(&self.repo_dir(repo), Access::ReadOnly).unwrap();
         for t in tokens {
             let mut data = Vec::new();
             repo.open_contents_read_only(&t)

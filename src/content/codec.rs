@@ -1,20 +1,19 @@
-//! Content files: compressing, writing and reading them.
+//! Content encodings: compressing content as it is stored and reading it
+//! back, whichever form it has.
 //!
 //! A content file is either the plain bytes or a gzip file of one or more
 //! independent members (1 MiB of input each), so `zcat` reads it, large
 //! files compress on all cores and memory stays bounded.
 
 use std::cell::RefCell;
-use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 use rayon::prelude::*;
 
 use super::ContentToken;
 use super::refcount::StoredForm;
-use crate::fsio::{self, TempFile};
+use crate::store::{NewObject, ObjectReader};
 
 /// Bytes of input per gzip member and per read.
 pub const CHUNK: usize = 1 << 20;
@@ -115,26 +114,33 @@ pub fn hash_stream(reader: &mut impl Read) -> io::Result<(ContentToken, u64)> {
     Ok((ContentToken::from_hasher(&hasher), total))
 }
 
-/// Result of writing a large content file.
-pub struct Written {
+/// Result of streaming content into a new object.
+pub struct Written<'s> {
     pub token: ContentToken,
     pub size: u64,
     pub form: StoredForm,
     pub stored_size: u64,
-    pub temp: TempFile,
+    /// Not visible until committed; the caller checks the token first.
+    pub object: Box<dyn NewObject + 's>,
 }
 
-/// Streams `reader` into a temp file in `dir`, hashing as it goes and
-/// compressing in parallel batches of independent gzip members. The caller
-/// checks the token and commits the temp file under its final name.
-pub fn write_stream(dir: &Path, reader: &mut impl Read, prefer: StoredForm) -> io::Result<Written> {
-    let mut temp = TempFile::create_in(dir)?;
+/// Streams `reader` into a new object, hashing as it goes and compressing
+/// in parallel batches of independent gzip members. The object is created
+/// by `create` once the first batch has decided the stored form (its name
+/// depends on it). Returns None for empty input.
+pub fn write_stream<'s>(
+    reader: &mut impl Read,
+    prefer: StoredForm,
+    create: impl FnOnce(StoredForm) -> io::Result<Box<dyn NewObject + 's>>,
+) -> io::Result<Written<'s>> {
+    let mut create = Some(create);
+    let mut object: Option<Box<dyn NewObject + 's>> = None;
     let mut hasher = blake3::Hasher::new();
     let mut form = None;
     let (mut size, mut stored_size) = (0u64, 0u64);
     loop {
         let batch = read_batch(reader)?;
-        if batch.is_empty() {
+        if batch.is_empty() && form.is_some() {
             break;
         }
         for chunk in &batch {
@@ -150,20 +156,30 @@ pub fn write_stream(dir: &Path, reader: &mut impl Read, prefer: StoredForm) -> i
         // The first batch decides for the whole file: media and archives
         // that do not shrink are stored plain.
         let chosen = *form.get_or_insert_with(|| {
-            if compress && worth_compressing(batch_len(&batch), batch_len(&encoded)) {
+            if compress
+                && !batch.is_empty()
+                && worth_compressing(batch_len(&batch), batch_len(&encoded))
+            {
                 StoredForm::Gzip
             } else {
                 StoredForm::Plain
             }
         });
+        let out = match &mut object {
+            Some(o) => o,
+            None => object.insert((create.take().expect("created once"))(chosen)?),
+        };
         let members = if chosen == StoredForm::Gzip {
             &encoded
         } else {
             &batch
         };
         for m in members {
-            temp.write_all(m)?;
+            out.write_all(m)?;
             stored_size += m.len() as u64;
+        }
+        if batch.is_empty() {
+            break;
         }
     }
     Ok(Written {
@@ -171,7 +187,7 @@ pub fn write_stream(dir: &Path, reader: &mut impl Read, prefer: StoredForm) -> i
         size,
         form: form.unwrap_or(StoredForm::Plain),
         stored_size,
-        temp,
+        object: object.expect("the first batch creates the object"),
     })
 }
 
@@ -224,15 +240,15 @@ impl<R: Read> Read for TrackedReader<R> {
     }
 }
 
-/// A reader of a content file's bytes, whichever form it is stored in.
+/// A reader of a content object's bytes, whichever form it is stored in.
 pub enum ContentReader {
-    Plain(BufReader<File>),
-    Gzip(Box<MultiGzDecoder<BufReader<File>>>),
+    Plain(BufReader<ObjectReader>),
+    Gzip(Box<MultiGzDecoder<BufReader<ObjectReader>>>),
 }
 
 impl ContentReader {
-    pub fn new(file: File, form: StoredForm) -> ContentReader {
-        let buffered = BufReader::with_capacity(256 * 1024, file);
+    pub fn new(object: ObjectReader, form: StoredForm) -> ContentReader {
+        let buffered = BufReader::with_capacity(256 * 1024, object);
         match form {
             StoredForm::Plain => ContentReader::Plain(buffered),
             StoredForm::Gzip => ContentReader::Gzip(Box::new(MultiGzDecoder::new(buffered))),
@@ -249,36 +265,10 @@ impl Read for ContentReader {
     }
 }
 
-/// Writes `bytes` as a new content file at `final_path`; an existing file
-/// there is kept when `intact` says it is whole.
-pub fn write_small(
-    dir: &Path,
-    final_path: &Path,
-    bytes: &[u8],
-    durability: fsio::Durability,
-    intact: impl FnOnce(&Path) -> bool,
-) -> io::Result<()> {
-    let mut temp = TempFile::create_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.commit_with(final_path, durability, intact)?;
-    Ok(())
-}
-
-/// Opens a file for reading without following a symlink and without
-/// blocking on a FIFO that replaced a regular file since it was listed.
-pub fn open_source(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fsio::retry_busy(|| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -312,14 +302,18 @@ mod tests {
 
     #[test]
     fn stream_writes_multi_member_gzip() {
-        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::MemoryStore::named("t");
         let data: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i % 251) as u8).collect();
-        let w = write_stream(dir.path(), &mut &data[..], StoredForm::Gzip).unwrap();
+        let w = write_stream(&mut &data[..], StoredForm::Gzip, |_| {
+            store.create("out.gz").map_err(std::io::Error::other)
+        })
+        .unwrap();
         assert_eq!(w.token, ContentToken::of(&data));
         assert_eq!(w.size, data.len() as u64);
-        let dest = dir.path().join("out.gz");
-        assert!(w.temp.commit(&dest).unwrap());
-        let stored = std::fs::read(&dest).unwrap();
+        assert_eq!(w.form, StoredForm::Gzip);
+        assert!(store.stat("out.gz").unwrap().is_none());
+        let _ = w.object.commit().unwrap();
+        let stored = store.read("out.gz").unwrap();
         assert_eq!(stored.len() as u64, w.stored_size);
         assert_eq!(gunzip(&stored), data);
     }

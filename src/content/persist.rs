@@ -1,0 +1,89 @@
+//! Loading and saving the reference-count index as numbered generations
+//! (`index.<n>`): each save is a new object, the newest is the truth, and
+//! older ones are removed only after the new one is durable.
+
+use std::sync::atomic::Ordering;
+
+use super::layout::{generation_name, parse_generation};
+use super::{ContentError, RefIndex, Repository, Result};
+use crate::store::{Committed, Store};
+
+/// Loads the newest index generation.
+pub fn load_index(store: &dyn Store) -> Result<RefIndex> {
+    // A concurrent save may remove the generation we listed; look again.
+    for _ in 0..5 {
+        let Some(generation) = newest_generation(store)? else {
+            return Err(ContentError::MissingIndex(store.location().clone()));
+        };
+        let name = generation_name(generation);
+        let bytes = match store.read(&name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let index = RefIndex::decode(&bytes).map_err(|reason| ContentError::CorruptIndex {
+            place: store.place(&name),
+            reason,
+        })?;
+        if index.generation != generation {
+            return Err(ContentError::CorruptIndex {
+                place: store.place(&name),
+                reason: super::IndexDecodeError::WrongGeneration(index.generation),
+            });
+        }
+        return Ok(index);
+    }
+    Err(ContentError::MissingIndex(store.location().clone()))
+}
+
+pub fn newest_generation(store: &dyn Store) -> Result<Option<u64>> {
+    Ok(store
+        .list(super::layout::INDEX_PREFIX)?
+        .iter()
+        .filter_map(|m| parse_generation(&m.name))
+        .max())
+}
+
+impl Repository {
+    /// Persists changed reference counts as a new index generation, after
+    /// a barrier that makes every content object written so far durable.
+    /// Must run before a snapshot that uses them is written (counts before
+    /// snapshots).
+    pub fn commit(&self) -> Result<()> {
+        self.store.barrier()?;
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut index = self.index();
+        let old = index.generation;
+        index.generation = old + 1;
+        let name = generation_name(index.generation);
+        match self.store.put_new(&name, &index.encode()) {
+            Ok(Committed::Created) => {}
+            Ok(Committed::Existed) => {
+                index.generation = old;
+                self.mark_dirty();
+                return Err(ContentError::IndexConflict(self.store.place(&name)));
+            }
+            Err(e) => {
+                index.generation = old;
+                self.mark_dirty();
+                return Err(e.into());
+            }
+        }
+        drop(index);
+        self.remove_older_generations(old);
+        Ok(())
+    }
+
+    fn remove_older_generations(&self, upto: u64) {
+        let Ok(listed) = self.store.list(super::layout::INDEX_PREFIX) else {
+            return;
+        };
+        for m in listed {
+            if parse_generation(&m.name).is_some_and(|g| g <= upto) {
+                let _ = self.store.delete(&m.name);
+            }
+        }
+    }
+}

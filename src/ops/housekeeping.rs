@@ -1,0 +1,209 @@
+//! Repository and archive housekeeping: prune, compress, delete, unlock.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::source::archive;
+use super::{Context, OpError, Result, dir_store};
+use crate::config::Name;
+use crate::content::{CompressReport, LockHolder, PruneReport, PruneRules, Repository, StoredForm};
+use crate::snapshot::format::{self, SnapshotName};
+use crate::snapshot::{self, ArchiveError, DeleteReport, scan};
+use crate::store::SharedStore;
+
+/// How long unreferenced content of a repository shared by several
+/// machines is kept before prune removes it: a backup running elsewhere
+/// may be about to use it, and no lock holds it off over a network share.
+pub const SHARED_MIN_AGE: Duration = Duration::from_secs(3600);
+
+/// The snapshot directories registered in a repository, as stores: a
+/// registration's path relative to the repository when it exists there
+/// (the disk may be mounted elsewhere now), else its absolute path.
+/// Registrations that cannot be read are returned as messages.
+pub struct Registered {
+    pub stores: Vec<SharedStore>,
+    pub unreadable: Vec<String>,
+    /// Some registered archive belongs to another host.
+    pub shared: bool,
+}
+
+pub fn registered(repo: &Repository) -> Result<Registered> {
+    let host = crate::fsio::host_name();
+    let mut out = Registered {
+        stores: Vec::new(),
+        unreadable: Vec::new(),
+        shared: false,
+    };
+    let repo_dir = repo.location().as_dir().map(PathBuf::from);
+    for reg in repo.registrations()? {
+        let reg = match reg {
+            Ok(r) => r,
+            Err(why) => {
+                out.unreadable.push(why);
+                continue;
+            }
+        };
+        out.shared |= reg.is_other_host(&host);
+        let relative = match (&repo_dir, &reg.relative) {
+            (Some(d), Some(r)) => Some(d.join(r)),
+            _ => None,
+        };
+        let dir = match relative {
+            Some(r) if r.is_dir() => r,
+            _ => PathBuf::from(&reg.snapshot_dir),
+        };
+        out.stores.push(dir_store(&dir));
+    }
+    Ok(out)
+}
+
+/// Options of `prune`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PruneOptions {
+    /// Keep unreferenced content released less than this ago; None = 0,
+    /// or [`SHARED_MIN_AGE`] when other machines' archives use the
+    /// repository.
+    pub min_age: Option<Duration>,
+}
+
+/// What prune did, and the minimum age it applied.
+pub struct PruneOutcome {
+    pub report: PruneReport,
+    pub min_age: Duration,
+}
+
+/// Removes content no snapshot references. Refuses to remove anything
+/// unless every snapshot of every registered snapshot directory was read.
+pub fn prune(ctx: &Context, repo: &str, opts: PruneOptions, command: &str) -> Result<PruneOutcome> {
+    let (_, repo) = ctx.open_repo_locked(repo, command)?;
+    let registered = registered(&repo)?;
+    let stores: Vec<&dyn crate::store::Store> =
+        registered.stores.iter().map(|s| s.as_ref()).collect();
+    let scan = scan::scan(&stores);
+    let mut why: Vec<String> = registered.unreadable.clone();
+    why.extend(scan.unreachable.iter().cloned());
+    why.extend(scan.unreadable.iter().cloned());
+    if !why.is_empty() {
+        return Err(OpError::PruneIncomplete(why));
+    }
+    let min_age = match opts.min_age {
+        Some(age) => age,
+        None if registered.shared => SHARED_MIN_AGE,
+        None => Duration::ZERO,
+    };
+    let report = repo.prune(&PruneRules {
+        referenced: &scan.refs,
+        min_age,
+    })?;
+    Ok(PruneOutcome { report, min_age })
+}
+
+/// Converts every content object of a repository into `target` form.
+pub fn compress_repo(
+    ctx: &Context,
+    repo: &str,
+    target: StoredForm,
+    command: &str,
+) -> Result<CompressReport> {
+    let (_, repo) = ctx.open_repo_locked(repo, command)?;
+    Ok(repo.compress_all(target)?)
+}
+
+/// What converting one snapshot file did.
+pub enum SnapshotCompress {
+    /// It is in the asked-for form already.
+    NothingToDo,
+    Converted {
+        name: SnapshotName,
+        before: u64,
+        after: u64,
+    },
+}
+
+/// Compresses (or uncompresses) one snapshot file of an archive.
+pub fn compress_snapshot(
+    ctx: &Context,
+    archive_name: &str,
+    back: i64,
+    uncompress: bool,
+    command: &str,
+) -> Result<SnapshotCompress> {
+    let a = archive(ctx, archive_name)?;
+    // Held so no `del` removes the snapshot while it is rewritten.
+    let _repo = a.lock_repo(ctx, command)?;
+    let name = a.select(back)?;
+    if name.compressed != uncompress {
+        return Ok(SnapshotCompress::NothingToDo);
+    }
+    let store = a.snapshots.as_ref();
+    let before = format::file_size(store, &name);
+    let converted = format::convert_snapshot(store, &name)?;
+    Ok(SnapshotCompress::Converted {
+        name,
+        before,
+        after: format::file_size(store, &converted),
+    })
+}
+
+/// Which snapshots `del` removes.
+#[derive(Clone, Copy, Debug)]
+pub enum Doomed {
+    /// One, by `--back` (-1 = the oldest).
+    Back(i64),
+    /// All but the newest N.
+    AllButNewest(usize),
+}
+
+/// Options of `del`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeleteOptions {
+    pub which: Doomed,
+    /// Allow deleting the archive's last snapshot.
+    pub remove_last_ok: bool,
+}
+
+/// Deletes snapshots, calling `each` after each one.
+pub fn delete(
+    ctx: &Context,
+    archive_name: &str,
+    opts: DeleteOptions,
+    command: &str,
+    each: &mut dyn FnMut(&DeleteReport),
+) -> Result<Vec<DeleteReport>> {
+    let a = archive(ctx, archive_name)?;
+    let repo = a.lock_repo(ctx, command)?;
+    let names = a.list()?;
+    let doomed: Vec<SnapshotName> = match opts.which {
+        Doomed::AllButNewest(keep) => names[..names.len().saturating_sub(keep)].to_vec(),
+        Doomed::Back(back) => vec![snapshot::select(&names, back, a.snapshots.location())?],
+    };
+    if doomed.len() >= names.len() && !names.is_empty() && !opts.remove_last_ok {
+        return Err(ArchiveError::OnlySnapshot.into());
+    }
+    let mut reports = Vec::new();
+    for name in &doomed {
+        let report = snapshot::delete(a.snapshots.as_ref(), &repo, name)?;
+        each(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// What `unlock` found.
+pub struct Unlocked {
+    pub name: Name,
+    pub existed: bool,
+    pub holder: Option<LockHolder>,
+}
+
+/// Removes a repository's lock whoever holds it.
+pub fn unlock(ctx: &Context, repo: &str) -> Result<Unlocked> {
+    let name: Name = repo.parse()?;
+    let spec = ctx.config.repo(&name)?;
+    let (existed, holder) = Repository::force_unlock(dir_store(&spec.path).as_ref())?;
+    Ok(Unlocked {
+        name,
+        existed,
+        holder,
+    })
+}

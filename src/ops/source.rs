@@ -1,0 +1,155 @@
+//! Finding snapshots and their repository: through an archive's spec, or
+//! from a snapshot directory alone when the configuration is lost (the
+//! rescue): its snapshots say where their repository was, absolutely and
+//! relative to the snapshot directory.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{Context, OpError, Result, dir_store};
+use crate::config::{ArchiveSpec, Name};
+use crate::content::{Access, ContentError, LockError, Repository};
+use crate::snapshot::format::{self, RepoRef, Snapshot, SnapshotName};
+use crate::snapshot::select;
+use crate::store::SharedStore;
+
+/// Which snapshots a command works on.
+#[derive(Clone, Debug)]
+pub enum SourceSpec {
+    /// A configured archive.
+    Archive(String),
+    /// A snapshot directory, without configuration.
+    SnapshotDir(PathBuf),
+}
+
+/// A configured archive with its snapshot store.
+pub struct Archive {
+    pub spec: ArchiveSpec,
+    pub snapshots: SharedStore,
+}
+
+/// Reads an archive's spec by name and opens its snapshot directory.
+pub fn archive(ctx: &Context, name: &str) -> Result<Archive> {
+    let name: Name = name.parse()?;
+    let spec = ctx.config.archive(&name)?;
+    let snapshots = dir_store(&spec.snapshot_dir);
+    Ok(Archive { spec, snapshots })
+}
+
+impl Archive {
+    /// The snapshots, oldest first.
+    pub fn list(&self) -> Result<Vec<SnapshotName>> {
+        Ok(format::list_snapshots(self.snapshots.as_ref())?)
+    }
+
+    /// Opens the archive's repository holding its lock for `command`.
+    pub fn lock_repo(&self, ctx: &Context, command: &str) -> Result<Repository> {
+        let repo = ctx.config.repo(&self.spec.repo)?;
+        ctx.lock_dir(&repo.path, command)
+    }
+
+    /// Picks a snapshot by `--back` (see [`select`]).
+    pub fn select(&self, back: i64) -> Result<SnapshotName> {
+        Ok(select(&self.list()?, back, self.snapshots.location())?)
+    }
+}
+
+/// A snapshot directory and the repository its snapshots use.
+pub struct Source {
+    pub snapshots: SharedStore,
+    /// Err when the repository cannot be found; reported only when
+    /// content is needed (listings work without it).
+    repo_dir: std::result::Result<PathBuf, String>,
+}
+
+impl Source {
+    pub fn resolve(ctx: &Context, spec: &SourceSpec) -> Result<Source> {
+        match spec {
+            SourceSpec::Archive(name) => {
+                let a = archive(ctx, name)?;
+                let repo_dir = ctx
+                    .config
+                    .repo(&a.spec.repo)
+                    .map(|r| r.path)
+                    .map_err(|e| e.to_string());
+                Ok(Source {
+                    snapshots: a.snapshots,
+                    repo_dir,
+                })
+            }
+            SourceSpec::SnapshotDir(dir) => {
+                if !dir.is_dir() {
+                    return Err(OpError::NoSnapshotDir(dir.clone()));
+                }
+                let snapshots = dir_store(dir);
+                let names = format::list_snapshots(snapshots.as_ref())?;
+                let newest = names
+                    .last()
+                    .ok_or_else(|| OpError::EmptySnapshotDir(snapshots.location().clone()))?;
+                let header = format::read_header(snapshots.as_ref(), newest)?;
+                let repo_dir = find_repo(dir, &header.repo).map_err(|e| e.to_string());
+                Ok(Source {
+                    snapshots,
+                    repo_dir,
+                })
+            }
+        }
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<SnapshotName>> {
+        Ok(format::list_snapshots(self.snapshots.as_ref())?)
+    }
+
+    /// The snapshot `back` selects, decoded.
+    pub fn pick(&self, back: i64) -> Result<(SnapshotName, Snapshot)> {
+        let names = self.snapshots()?;
+        let name = select(&names, back, self.snapshots.location())?;
+        Ok((name, format::read_snapshot(self.snapshots.as_ref(), &name)?))
+    }
+
+    fn repo_dir(&self) -> Result<&Path> {
+        self.repo_dir
+            .as_deref()
+            .map_err(|e| OpError::Invalid(e.clone()))
+    }
+
+    /// Opens the repository for statistics only.
+    pub fn open_repo_read_only(&self) -> Result<Repository> {
+        Ok(Repository::open_dir(self.repo_dir()?, Access::ReadOnly)?)
+    }
+
+    /// Opens the repository holding its lock, so no delete or prune
+    /// removes content while it is read; read-only media are used without
+    /// the lock.
+    pub fn open_repo(&self, ctx: &Context, command: &str) -> Result<Repository> {
+        let dir = self.repo_dir()?;
+        match ctx.lock_dir(dir, command) {
+            Err(OpError::Content(ContentError::Lock(LockError::Io(e))))
+                if matches!(
+                    e.source.raw_os_error(),
+                    Some(libc::EROFS) | Some(libc::EACCES)
+                ) =>
+            {
+                Ok(Repository::open_dir(dir, Access::ReadOnly)?)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The repository a snapshot names: first relative to the snapshot
+/// directory (the disk may be mounted elsewhere now), then its old path.
+pub fn find_repo(snapshot_dir: &Path, repo: &RepoRef) -> Result<PathBuf> {
+    let relative = snapshot_dir.join(OsStr::from_bytes(&repo.relative));
+    let absolute = PathBuf::from(OsStr::from_bytes(&repo.path));
+    for candidate in [relative, absolute.clone()] {
+        if candidate.join("format").is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(OpError::RepositoryNotFound {
+        name: repo.name.clone(),
+        last_at: absolute.display().to_string(),
+    })
+}
