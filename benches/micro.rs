@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use epygibus::config::ArchiveSpec;
@@ -127,7 +127,7 @@ fn bench_snapshot_codec() {
         bytes.len() as f64 / 1e6
     );
     let d = best(3, || {
-        black_box(format::decode(&bytes, Path::new("bench")).unwrap());
+        black_box(format::decode(&bytes, "bench").unwrap());
     });
     println!(
         "decode snapshot, 100k entries:      {:8.1} ms",
@@ -155,7 +155,7 @@ fn bench_change_detection(n: usize) {
         fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
     }
     let repo_dir = tmp.path().join("repo");
-    Repository::create(&repo_dir, true).unwrap();
+    Repository::create_dir(&repo_dir, true).unwrap();
     let snap_dir = tmp.path().join("snaps");
     fs::create_dir(&snap_dir).unwrap();
     let spec = ArchiveSpec {
@@ -170,7 +170,7 @@ fn bench_change_detection(n: usize) {
         compare_inodes: false,
     };
     let run = |spec: &ArchiveSpec, repo_dir: &PathBuf| {
-        let repo = Repository::open(
+        let repo = Repository::open_dir(
             repo_dir,
             Access::Locked {
                 command: "bench",
@@ -182,7 +182,8 @@ fn bench_change_detection(n: usize) {
             compress: true,
             force_read: false,
         };
-        snapshot::backup(spec, &repo, options, &NoProgress).unwrap()
+        let snapshots = epygibus::store::LocalStore::new(&spec.snapshot_dir);
+        snapshot::backup(spec, &snapshots, &repo, options, &NoProgress).unwrap()
     };
     run(&spec, &repo_dir);
     // Past the racy window, so the next backups trust size and times.
