@@ -1,8 +1,35 @@
 //! The progress display: an indicatif bar on stderr, drawn at most ten
 //! times a second, only when stderr is a terminal and not with --quiet.
+//! It also carries Ctrl-C to the library as a cancellation, so an
+//! interrupted backup gives its references back like a failed one.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Set by the first SIGINT or SIGTERM.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    // A second signal ends the process at once.
+    // SAFETY: signal() with SIG_DFL is async-signal-safe.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+    }
+}
+
+/// From now on, Ctrl-C (or SIGTERM) asks the running operation to stop
+/// cleanly instead of killing the process; a second one kills it.
+pub fn catch_interrupts() {
+    let handler = on_interrupt as extern "C" fn(libc::c_int);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic and resets the
+        // disposition, both async-signal-safe.
+        unsafe {
+            libc::signal(signal, handler as libc::sighandler_t);
+        }
+    }
+}
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -15,8 +42,10 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// A bar that shows only on a terminal, unless `quiet`.
+    /// A bar that shows only on a terminal, unless `quiet`. Interrupts
+    /// are caught from here on (see [`catch_interrupts`]).
     pub fn new(quiet: bool) -> Bar {
+        catch_interrupts();
         let bar = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -73,5 +102,9 @@ impl Progress for Bar {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+
+    fn cancelled(&self) -> bool {
+        INTERRUPTED.load(Ordering::Relaxed)
     }
 }

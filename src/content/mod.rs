@@ -46,7 +46,7 @@ pub enum ContentError {
     #[error("repository format file {place} is not valid: {reason}")]
     CorruptFormat { place: String, reason: String },
     #[error(
-        "reference-count index {place} is corrupt ({reason}); it was left untouched. Restore it from a copy if you have one; otherwise move it aside (rename it to `broken-index.…`) and run `epygibus check --repair -R <repository>`, which rebuilds the counts from the snapshots"
+        "reference-count index {place} is corrupt ({reason}); it was left untouched. Run `epygibus check --repair -R <repository>`: it sets the damaged file aside (never deleting it) and rebuilds the counts from every snapshot using the repository"
     )]
     CorruptIndex {
         place: String,
@@ -79,7 +79,9 @@ pub enum ContentError {
     IndexConflict(String),
     #[error("{0} already exists")]
     AlreadyExists(PathBuf),
-    #[error("the operation was cancelled")]
+    #[error(
+        "cancelled: no snapshot was written, and the content stored so far is unreferenced (prune reclaims it)"
+    )]
     Cancelled,
 }
 
@@ -190,6 +192,41 @@ impl Repository {
             dirty: AtomicBool::new(false),
             _lock: lock,
         })
+    }
+
+    /// Opens a repository whose index is corrupt or missing, for
+    /// `check --repair` to rebuild the counts from every snapshot: damaged
+    /// generations are renamed to `broken-index.<n>` (never deleted) and
+    /// the repository starts from an empty index that the next save makes
+    /// a new generation. Returns what was set aside.
+    pub fn open_rebuilding(
+        store: SharedStore,
+        access: Access,
+    ) -> Result<(Repository, Vec<String>)> {
+        let prefer = layout::read_format(store.as_ref())?;
+        let lock = match access {
+            Access::ReadOnly => None,
+            Access::Locked { command, wait } => Some(RepoLock::acquire(
+                store.clone(),
+                layout::LOCK_FILE,
+                command,
+                &wait,
+            )?),
+        };
+        let (generation, set_aside) = persist::set_aside_broken(store.as_ref())?;
+        Ok((
+            Repository {
+                store,
+                prefer,
+                index: Mutex::new(RefIndex {
+                    generation,
+                    ..RefIndex::default()
+                }),
+                dirty: AtomicBool::new(true),
+                _lock: lock,
+            },
+            set_aside,
+        ))
     }
 
     /// Opens the repository in directory `dir`.

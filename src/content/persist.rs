@@ -36,6 +36,32 @@ pub fn load_index(store: &dyn Store) -> Result<RefIndex> {
     Err(ContentError::MissingIndex(store.location().clone()))
 }
 
+/// Renames every index generation that does not decode to
+/// `broken-index.<n>`; returns the newest generation number seen (the
+/// rebuilt index goes after it) and the names set aside.
+pub fn set_aside_broken(store: &dyn Store) -> Result<(u64, Vec<String>)> {
+    let mut newest = 0;
+    let mut set_aside = Vec::new();
+    for meta in store.list(super::layout::INDEX_PREFIX)? {
+        let Some(generation) = parse_generation(&meta.name) else {
+            continue;
+        };
+        newest = newest.max(generation);
+        let sound = store
+            .read(&meta.name)
+            .ok()
+            .and_then(|b| RefIndex::decode(&b).ok())
+            .is_some_and(|i| i.generation == generation);
+        if !sound {
+            let aside = format!("broken-index.{generation:012}.{}", crate::clock::now_secs());
+            if store.rename_new(&meta.name, &aside)? {
+                set_aside.push(store.place(&aside));
+            }
+        }
+    }
+    Ok((newest, set_aside))
+}
+
 pub fn newest_generation(store: &dyn Store) -> Result<Option<u64>> {
     Ok(store
         .list(super::layout::INDEX_PREFIX)?

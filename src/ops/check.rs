@@ -5,7 +5,9 @@
 use super::housekeeping::registered;
 use super::source::archive;
 use super::{Context, OpError, Result};
-use crate::content::{Access, CheckOptions, CheckReport, Repository, report_leftovers};
+use crate::content::{
+    Access, CheckOptions, CheckReport, ContentError, Repository, report_leftovers,
+};
 use crate::snapshot::scan::{self, Scan};
 use crate::store::{Location, SharedStore, Store};
 
@@ -51,12 +53,29 @@ pub fn check(
             (ctx.config.repo(&a.spec.repo)?.path, Some(a.snapshots))
         }
     };
-    let repo = if req.repair {
-        ctx.lock_dir(&repo_dir, command)?
-    } else {
-        Repository::open_dir(&repo_dir, Access::ReadOnly)?
-    };
     let whole_repo = archive_dir.is_none();
+    let mut rebuilt = Vec::new();
+    let mut rebuilding = false;
+    let repo = match (req.repair, ctx.lock_dir(&repo_dir, command)) {
+        (false, _) => Repository::open_dir(&repo_dir, Access::ReadOnly)?,
+        (true, Ok(repo)) => repo,
+        (
+            true,
+            Err(OpError::Content(
+                ContentError::CorruptIndex { .. } | ContentError::MissingIndex(_),
+            )),
+        ) if whole_repo => {
+            let access = Access::Locked {
+                command,
+                wait: ctx.lock_wait(),
+            };
+            let (repo, aside) = Repository::open_rebuilding(super::dir_store(&repo_dir), access)?;
+            rebuilt = aside;
+            rebuilding = true;
+            repo
+        }
+        (true, Err(e)) => return Err(e),
+    };
     let mut unreadable = Vec::new();
     let stores: Vec<SharedStore> = match archive_dir {
         Some(s) => vec![s],
@@ -73,6 +92,22 @@ pub fn check(
     if req.lower_counts && !complete {
         return Err(OpError::LowerCountsIncomplete);
     }
+    if rebuilding {
+        // Counts rebuilt from snapshots are right only if every snapshot
+        // was read; the damaged index stays set aside either way.
+        if !complete {
+            return Err(OpError::Invalid(format!(
+                "the index cannot be rebuilt: not every snapshot using the repository could be read ({}); the damaged index was set aside as {}",
+                scan.unreachable
+                    .iter()
+                    .chain(&scan.unreadable)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                rebuilt.join(", ")
+            )));
+        }
+    }
     let opts = CheckOptions {
         read_data: req.read_data,
         repair: req.repair,
@@ -80,6 +115,14 @@ pub fn check(
         lower_counts: req.lower_counts,
     };
     let mut report = repo.check(&scan.refs, opts);
+    for aside in &rebuilt {
+        report.repaired.insert(
+            0,
+            format!(
+                "set the damaged index aside as {aside} and rebuilt the counts from the snapshots"
+            ),
+        );
+    }
     for store in &stores {
         report_leftovers(store.as_ref(), req.repair, &mut report);
     }

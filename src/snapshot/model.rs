@@ -11,7 +11,7 @@ use crate::content::ContentToken;
 
 /// One path component: never empty, `.`, `..`, and never holds `/` or NUL.
 /// Checked when decoded, so a crafted snapshot cannot make restore write
-/// outside its target (DESIGN.md rule 5).
+/// outside its target (docs/design.md, "restore never writes outside its target").
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileName(Vec<u8>);
 

@@ -3,7 +3,7 @@
 //! Every file-system call below the target is made relative to an open
 //! directory descriptor with one path component and `O_NOFOLLOW`, so neither
 //! a crafted snapshot nor a symlink the restore itself created can make it
-//! write outside the target (DESIGN.md rule 5). Files are written to a temp
+//! write outside the target (docs/design.md, "restore never writes outside its target"). Files are written to a temp
 //! name and renamed, so an interrupted restore leaves no half-written file
 //! under a real name. Directory modes and times are applied last, after
 //! their contents, so read-only directories still receive their files.
@@ -43,6 +43,10 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Content(#[from] ContentError),
+    #[error(
+        "the restore was cancelled; files written so far are complete, the rest were not touched"
+    )]
+    Cancelled,
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RestoreError + 'a {
@@ -482,6 +486,14 @@ impl<'s> Restorer<'s> {
         let this = &*self;
         let each = |job: &FileJob| {
             if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if this.progress.cancelled() {
+                stop.store(true, Ordering::Relaxed);
+                fatal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(RestoreError::Cancelled);
                 return;
             }
             let outcome = this.restore_file(job);
