@@ -35,6 +35,9 @@
 pub mod duration;
 pub mod zone;
 
+#[cfg(test)]
+mod table_tests;
+
 use std::fmt;
 
 pub use duration::{Count, Duration, ParseCountError, ParseDurationError};
