@@ -36,6 +36,8 @@ pub mod duration;
 pub mod zone;
 
 #[cfg(test)]
+mod restic_tests;
+#[cfg(test)]
 mod table_tests;
 
 use std::fmt;
