@@ -288,18 +288,17 @@ pub fn apply<'a, T>(
     let mut counted: Vec<Counted> = [(None, policy.last)]
         .into_iter()
         .chain(Unit::ALL.map(|u| (Some(u), policy.count(u))))
-        .filter_map(|(unit, c)| match c? {
-            Count::N(0) => None,
-            Count::N(n) => Some(Counted {
+        .filter_map(|(unit, c)| {
+            let left = match c? {
+                Count::N(0) => return None,
+                Count::N(n) => Some(n),
+                Count::Unlimited => None,
+            };
+            Some(Counted {
                 unit,
-                left: Some(n),
+                left,
                 last_key: None,
-            }),
-            Count::Unlimited => Some(Counted {
-                unit,
-                left: None,
-                last_key: None,
-            }),
+            })
         })
         .collect();
 
