@@ -5,6 +5,7 @@
 
 pub mod change;
 pub mod exclude;
+pub mod forget;
 pub mod format;
 pub mod generate;
 pub mod model;
