@@ -4,13 +4,17 @@
 //! content file.
 
 pub mod change;
+pub mod diff;
 pub mod exclude;
 pub mod format;
 pub mod generate;
+pub mod lookup;
 pub mod model;
 pub mod restore;
 pub mod retrieve;
 pub mod scan;
+#[cfg(test)]
+mod testtree;
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
