@@ -6,6 +6,7 @@
 pub mod change;
 pub mod diff;
 pub mod exclude;
+pub mod find;
 pub mod format;
 pub mod generate;
 pub mod lookup;
