@@ -9,6 +9,7 @@ pub mod exclude;
 pub mod find;
 pub mod format;
 pub mod generate;
+pub mod history;
 pub mod lookup;
 pub mod model;
 pub mod restore;
