@@ -12,6 +12,8 @@ pub mod generate;
 pub mod history;
 pub mod lookup;
 pub mod model;
+#[cfg(test)]
+mod restic_compare;
 pub mod restore;
 pub mod retrieve;
 pub mod scan;
