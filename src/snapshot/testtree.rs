@@ -171,3 +171,25 @@ fn read_dir(path: &Path, meta: &fs::Metadata) -> DirNode {
     out.sort_entries();
     out
 }
+
+/// `dirs` directories of `files` files each (`/dir-0000/file-0000.txt`…),
+/// every file with its own content: a corpus-sized tree for timings.
+pub fn synthetic(dirs: u32, files: u32) -> DirNode {
+    let mut root = DirNode::default();
+    for i in 0..dirs {
+        let mut dir = DirNode::default();
+        for j in 0..files {
+            let content = format!("{i}-{j}");
+            dir.entries.push(super::model::Entry {
+                name: name(format!("file-{j:04}.txt").as_bytes()),
+                node: Node::File(FileNode {
+                    attrs: attrs(FILE),
+                    size: content.len() as u64,
+                    token: ContentToken::of(content.as_bytes()),
+                }),
+            });
+        }
+        root.insert(name(format!("dir-{i:04}").as_bytes()), Node::Dir(dir));
+    }
+    root
+}
