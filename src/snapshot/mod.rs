@@ -4,14 +4,22 @@
 //! content file.
 
 pub mod change;
+pub mod diff;
 pub mod exclude;
+pub mod find;
 pub mod forget;
 pub mod format;
 pub mod generate;
+pub mod history;
+pub mod lookup;
 pub mod model;
+#[cfg(test)]
+mod restic_compare;
 pub mod restore;
 pub mod retrieve;
 pub mod scan;
+#[cfg(test)]
+mod testtree;
 
 use std::collections::HashSet;
 use std::path::Path;
