@@ -14,7 +14,7 @@ WORKROOT=${2:-/var/tmp/epygibus-bench}
 case "$WHICH" in small|full) CLASSES=$WHICH ;; both) CLASSES="small full" ;; *) echo "usage: bench/run.sh [small|full|both] [WORKROOT]" >&2; exit 2 ;; esac
 
 (cd "$ROOT" && cargo build --release --quiet)
-export EPYGIBUS_BIN="$ROOT/target/release/epygibus"
+export EPYGIBUS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/epygibus"
 mkdir -p "$WORKROOT"
 for class in $CLASSES; do
   corpus="$WORKROOT/corpus-$class"
