@@ -98,8 +98,15 @@ impl Repository {
         let new_form = written.form;
         let stored_after = written.stored_size;
         // An object already in the new form (a compress interrupted after
-        // writing it) is the same content: kept.
-        let _ = written.object.commit()?;
+        // writing it) is kept when it is whole; one a crash tore before it
+        // was synced is written again, before the old object goes.
+        let new_name = content_name(token, new_form);
+        if written.object.commit()? == crate::store::Committed::Existed
+            && !self.object_holds(&new_name, new_form, token)
+        {
+            store.delete(&new_name)?;
+            return self.convert_one(token, entry, target, report);
+        }
         report.converted += 1;
         report.stored_before += entry.stored_size;
         report.stored_after += stored_after;

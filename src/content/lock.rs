@@ -232,7 +232,15 @@ impl Drop for RepoLock {
             t.thread().unpark();
             let _ = t.join();
         }
-        let _ = self.store.delete(&self.name);
+        // Only our own lock: if it was broken and taken by another run
+        // meanwhile, that run's lock stays.
+        let ours = matches!(
+            read_holder(self.store.as_ref(), &self.name),
+            HolderState::Holder(h) if h.host == fsio::host_name() && h.pid == std::process::id()
+        );
+        if ours {
+            let _ = self.store.delete(&self.name);
+        }
     }
 }
 

@@ -97,6 +97,19 @@ impl Repository {
                 return Err(e.into());
             }
         }
+        // Another machine may have saved newer generations meanwhile (and
+        // removed ours' predecessor, so the create succeeded): then ours is
+        // not the truth, and is removed again rather than left to shadow
+        // nothing. Counts from the other machine stand; prune's full scan
+        // of the snapshots covers what this run counted.
+        let mine = index.generation;
+        if newest_generation(self.store.as_ref())?.is_some_and(|n| n > mine) {
+            index.generation = old;
+            drop(index);
+            let _ = self.store.delete(&name);
+            self.mark_dirty();
+            return Err(ContentError::IndexConflict(self.store.place(&name)));
+        }
         drop(index);
         self.remove_older_generations(old);
         Ok(())

@@ -128,6 +128,15 @@ impl<'r> BackupSession<'r> {
         Ok(())
     }
 
+    /// Counts a reference for a file known unchanged since an earlier
+    /// snapshot, with `source` holding its content. Returns false when
+    /// the content is not present (any more): the caller stores the file.
+    /// Content whose count had fallen to zero may have been pruned by
+    /// another machine, so it is checked and touched as a revive is.
+    pub fn reference_unchanged(&self, token: &ContentToken, source: &Path) -> Result<bool> {
+        self.add_reference_if_present(token, source)
+    }
+
     /// Makes the counts durable (after a barrier for the content): the
     /// snapshot may be written next. On failure every reference is given
     /// back.

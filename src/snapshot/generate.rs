@@ -480,7 +480,7 @@ impl<'a> Walker<'a> {
             _ => None,
         };
         let token = match reusable {
-            Some(t) if self.repo.reference_contents(&t).is_ok() => t,
+            Some(t) if self.repo.reference_unchanged(&t, path).unwrap_or(false) => t,
             _ => {
                 self.queue_content(path, &attrs, size);
                 PENDING

@@ -179,7 +179,20 @@ pub fn backup(
         header,
         root: built.root,
     };
-    let name = format::write_snapshot(snapshots, &snapshot, options.compress)?;
+    let name = match format::write_snapshot(snapshots, &snapshot, options.compress) {
+        Ok(name) => name,
+        Err(e) => {
+            // The file may be in place although its write reported an
+            // error (a directory sync failing after the rename): then, or
+            // when that cannot be told, the references must stay (too high
+            // is safe, too low is not).
+            let more = format::list_snapshots(snapshots).map_or(true, |n| n.len() > existing.len());
+            if more {
+                let _ = counted.snapshot_written();
+            }
+            return Err(e.into());
+        }
+    };
     counted.snapshot_written()?;
     Ok(BackupReport {
         name,

@@ -275,7 +275,9 @@ impl Store for LocalStore {
     fn put_new(&self, name: &str, bytes: &[u8]) -> Result<Committed> {
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root);
-        if !dir.exists() {
+        // Directories below the root are made as needed; a missing root
+        // is an error (an unmounted disk is never written into).
+        if dir != self.root && !dir.exists() && self.root.is_dir() {
             fs::create_dir_all(dir).map_err(|e| err("create directory", dir, e))?;
         }
         match fsio::write_new_file(&path, bytes) {
