@@ -2,7 +2,7 @@
 //! completions, the man page, help, and the progress display (present on a
 //! terminal, absent in a pipe and with --quiet).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

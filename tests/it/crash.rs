@@ -20,7 +20,7 @@
 //! moment depends on the machine's speed and load, so a rerun with the same
 //! seed kills at the same delays, not always in the same step.
 //!
-//! `cargo test --test crash -- --nocapture` runs the fast variant; the soak
+//! `cargo test --test it crash:: -- --nocapture` runs the fast variant; the soak
 //! (`scripts/crash-soak.sh`) runs the same code with more points. Settings:
 //! - `EPYGIBUS_CRASH_POINTS`: total kill points, rounded up to a multiple of
 //!   five (default 105: 21 per operation kind);
@@ -108,7 +108,7 @@ impl Settings {
 
     fn rerun(&self) -> String {
         format!(
-            "EPYGIBUS_CRASH_POINTS={} EPYGIBUS_CRASH_SEED={} EPYGIBUS_CRASH_CASES={} cargo test --test crash -- --nocapture",
+            "EPYGIBUS_CRASH_POINTS={} EPYGIBUS_CRASH_SEED={} EPYGIBUS_CRASH_CASES={} cargo test --test it crash:: -- --nocapture",
             self.per_op * OPS.len(),
             self.seed,
             self.cases

@@ -23,9 +23,7 @@
 //! fails. Rigs are always brought down (a drop guard). The rig tests run
 //! one at a time. They need root (mounts, daemons).
 
-mod common;
-#[macro_use]
-mod rigs_common;
+use crate::rigs_common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -34,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rigs_common::{
+use crate::rigs_common::{
     Epy, Kind, Listing, Out, Rig, SETTLE, World, assert_same_listing, listing, noise, serial,
     set_times, snapshot_stamps, temp_files, text, walk_paths, write_file,
 };
@@ -580,7 +578,7 @@ fn per_item_table(title: &str, calls: &BTreeMap<String, u64>, items: u64) -> Str
 }
 
 #[test]
-#[ignore = "measurement (minutes): cargo test --release --test rigs -- --ignored --nocapture smb_measure_bu_10k"]
+#[ignore = "measurement (minutes): cargo test --release --test it -- --ignored --nocapture smb_measure_bu_10k"]
 fn smb_measure_bu_10k() {
     let _serial = serial();
     let mut world = World::new();

@@ -7,7 +7,7 @@
 //! never read or written. Storing content has no command yet, so that part
 //! uses the library directly.
 
-mod common;
+use crate::common;
 
 use common::{noise, text};
 use std::collections::BTreeMap;
@@ -1310,7 +1310,7 @@ fn closed_stdout_is_not_a_panic() {
 
 /// Stores one 1 GB file in a gzip and an uncompressed repository and 10,000
 /// small files in a gzip repository, printing timings. Run with
-/// `cargo test --release --test repo_cli -- --ignored --nocapture measure_store_throughput`.
+/// `cargo test --release --test it -- --ignored --nocapture measure_store_throughput`.
 #[test]
 #[ignore = "measurement; takes a while and needs ~3 GB of disk"]
 fn measure_store_throughput() {

@@ -6,7 +6,7 @@
 //!
 //! See `common/mod.rs` for the isolation of every run.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;

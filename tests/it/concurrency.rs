@@ -1,7 +1,7 @@
 //! Runs at the same time on one repository: they succeed or wait for the
 //! lock (saying who holds it), and reference counts stay exact.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::{Child, Stdio};

@@ -1,7 +1,7 @@
 //! Trouble on the source side during `bu`: each bad entry is reported and
 //! skipped, the rest is backed up, and the exit status says so.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
