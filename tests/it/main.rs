@@ -1,9 +1,11 @@
 //! The integration tests: one test binary (`cargo test --test it`), one
-//! module per area.
+//! module per area, all on the shared [`world`] (isolated temp dirs, the
+//! real binary, data generators, tree listings, the rigs, and the only
+//! uses of the epygibus library in `world::lib_api`).
+//! `cargo test --test it rigs::` runs one module.
 
 #[macro_use]
-mod rigs_common;
-mod common;
+mod world;
 
 mod backup_cli;
 mod concurrency;
