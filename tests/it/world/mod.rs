@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::ops::Deref;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,14 +102,24 @@ impl World {
         }
     }
 
-    /// A world whose commands run as `uid` (group the same number); its
-    /// directories belong to that user.
+    /// A world whose commands run as `uid` (group the same number): its
+    /// directories belong to that user, and it and a copy of the binary
+    /// are reachable by every user, wherever the project and its target
+    /// directory are (a clone under `/root` is not).
     pub fn new_as(uid: u32) -> World {
-        let mut w = World::new();
+        let mut w = World::in_dir(Some(&reachable_temp_dir()), "epygibus-user.");
         chmod(&w.root, 0o755);
         for d in ["config", "data", "home", "loc", "src"] {
             std::os::unix::fs::chown(w.path(d), Some(uid), Some(uid)).unwrap();
         }
+        let bin_dir = w.path("bin");
+        fs::create_dir(&bin_dir).unwrap();
+        chmod(&bin_dir, 0o755);
+        let copy = bin_dir.join("epygibus");
+        fs::copy(bin(), &copy)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", bin().display(), copy.display()));
+        chmod(&copy, 0o755);
+        w.me.bin = copy;
         w.me.user = Some(uid);
         w
     }
@@ -216,4 +227,28 @@ impl World {
         assert!(dir.is_dir(), "{}", dir.display());
         dir
     }
+}
+
+/// A temp dir every user can reach (every ancestor searchable by others):
+/// the system temp dir when it is, else the first of `/tmp`, `/var/tmp`,
+/// `/dev/shm` that is.
+fn reachable_temp_dir() -> PathBuf {
+    let reachable = |dir: &Path| {
+        let Ok(dir) = fs::canonicalize(dir) else {
+            return false;
+        };
+        dir.ancestors()
+            .all(|d| fs::metadata(d).is_ok_and(|m| m.is_dir() && m.mode() & 0o001 != 0))
+    };
+    let candidates = [
+        std::env::temp_dir(),
+        PathBuf::from("/tmp"),
+        PathBuf::from("/var/tmp"),
+        PathBuf::from("/dev/shm"),
+    ];
+    candidates
+        .iter()
+        .find(|d| reachable(d))
+        .cloned()
+        .unwrap_or_else(|| panic!("none of {candidates:?} can be reached by every user"))
 }
