@@ -1,5 +1,6 @@
 //! The whole command-line flow on hostile file systems ("Nothing lost",
-//! items 4 and 5), using the rigs in `../shared/rigs` (see its README):
+//! items 4 and 5), using the rigs in `../shared/rigs` beside the project,
+//! or in `$EPYGIBUS_SHARED/rigs` (see its README):
 //!
 //! - `exfat_whole_flow`, `smb_whole_flow`: repository and snapshots on an
 //!   exFAT / SMB mount, source tree on local disk: every command, exact
@@ -19,8 +20,9 @@
 //!   a 10,000-file backup onto SMB.
 //!
 //! A rig that cannot run here (its script exits 77) makes its test print
-//! `SKIP: <rig>: <reason>` on stderr and pass; any other failure to start
-//! fails. Rigs are always brought down (a drop guard). The rig tests run
+//! `SKIP: <rig>: <reason>` on stderr and pass, and so do rigs that cannot
+//! be found (`SKIP: <test>: rigs not found at …`); any other failure to
+//! start fails. Rigs are always brought down (a drop guard). The rig tests run
 //! one at a time. They need root (mounts, daemons).
 
 use std::collections::{BTreeMap, HashMap};
@@ -302,11 +304,11 @@ fn assert_degraded_copy(want: &Listing, root: &Path, out: &Run, file_mtimes: boo
 /// --read-data, and extract onto the mount itself: repository and
 /// snapshots on `mnt`, source on local disk. `mount_file_mtimes`: whether
 /// files extracted onto the mount must keep their mtimes (to 2 s).
-fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
+fn whole_flow(test: &str, rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     let _serial = serial();
     let world = rig_world();
     let mnt = world.path("mnt");
-    let Some(_rig) = Rig::up(rig, &mnt, up_args) else {
+    let Some(_rig) = Rig::up(test, rig, &mnt, up_args) else {
         return;
     };
     let e = world.machine("machine");
@@ -508,21 +510,21 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
 
 #[test]
 fn exfat_whole_flow() {
-    whole_flow("exfat", &["256"], true);
+    whole_flow("exfat_whole_flow", "exfat", &["256"], true);
 }
 
 /// Everything but the mtimes of files extracted onto the share (see
 /// `smb_extract_onto_share_keeps_file_mtimes`).
 #[test]
 fn smb_whole_flow() {
-    whole_flow("smb", &[], false);
+    whole_flow("smb_whole_flow", "smb", &[], false);
 }
 
 /// The whole SMB flow, also requiring that files extracted onto the share
 /// keep their mtimes (to the second, as on exFAT).
 #[test]
 fn smb_extract_onto_share_keeps_file_mtimes() {
-    whole_flow("smb", &[], true);
+    whole_flow("smb_extract_onto_share_keeps_file_mtimes", "smb", &[], true);
 }
 
 // ---------------------------------------------------------------------------
@@ -615,7 +617,7 @@ fn smb_measure_bu_10k() {
     let _serial = serial();
     let world = rig_world();
     let mnt = world.path("mnt");
-    let Some(_rig) = Rig::up("smb", &mnt, &[]) else {
+    let Some(_rig) = Rig::up("smb_measure_bu_10k", "smb", &mnt, &[]) else {
         return;
     };
     let mut e = world.machine("machine");
@@ -734,7 +736,7 @@ fn smb_bu_longer_than_lock_refresh() {
     let _serial = serial();
     let world = rig_world();
     let mnt = world.path("mnt");
-    let Some(_rig) = Rig::up("smb", &mnt, &[]) else {
+    let Some(_rig) = Rig::up("smb_bu_longer_than_lock_refresh", "smb", &mnt, &[]) else {
         return;
     };
     let mut e = world.machine("machine");
@@ -851,7 +853,7 @@ fn smb_peer_prune_never_deletes_referenced() {
     let world = rig_world();
     let mnt = world.path("mnt");
     let mnt2 = world.path("mnt2");
-    let Some(rig) = Rig::up("smb", &mnt, &[]) else {
+    let Some(rig) = Rig::up("smb_peer_prune_never_deletes_referenced", "smb", &mnt, &[]) else {
         return;
     };
     rig.peer(&mnt2);
@@ -1101,7 +1103,7 @@ fn tinyfs_full_disk() {
     let _serial = serial();
     let world = rig_world();
     let mnt = world.path("mnt");
-    let Some(_rig) = Rig::up("tinyfs", &mnt, &["8"]) else {
+    let Some(_rig) = Rig::up("tinyfs_full_disk", "tinyfs", &mnt, &["8"]) else {
         return;
     };
     let e = world.machine("machine");

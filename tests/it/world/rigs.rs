@@ -1,6 +1,7 @@
-//! The hostile-file-system rigs of `../shared/rigs` beside the project:
-//! bringing one up and (always) down again. A rig that cannot run here
-//! makes the test print `SKIP: …` and pass.
+//! The hostile-file-system rigs of the shared directory (`../shared/rigs`
+//! beside the project, or `$EPYGIBUS_SHARED/rigs`): bringing one up and
+//! (always) down again. A rig that cannot run here, or rigs that cannot be
+//! found, make the test print `SKIP: …` and pass.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -22,15 +23,29 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `../shared/rigs` relative to the project root, canonical.
-pub fn rigs_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rigs");
-    fs::canonicalize(&dir).unwrap_or_else(|e| {
-        panic!(
-            "the test rigs are not at {} ({e}); they are expected beside the project",
-            dir.display()
-        )
-    })
+/// Where the shared directory is looked for: `$EPYGIBUS_SHARED`, else
+/// `../shared` beside the project.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("EPYGIBUS_SHARED") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    }
+}
+
+/// The rigs directory, canonical; None (after printing `SKIP: test: …`)
+/// when it cannot be found.
+pub fn rigs_dir(test: &str) -> Option<PathBuf> {
+    let dir = shared_dir().join("rigs");
+    match fs::canonicalize(&dir) {
+        Ok(d) if d.is_dir() => Some(d),
+        _ => {
+            eprintln!(
+                "SKIP: {test}: rigs not found at {} (set EPYGIBUS_SHARED)",
+                dir.display()
+            );
+            None
+        }
+    }
 }
 
 /// A rig that is (being) brought up at `dir`; dropping it runs
@@ -42,10 +57,11 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// `X.sh up DIR extra…`. Returns None after printing `SKIP: …` when
-    /// the rig exits 77 (cannot run here); any other failure panics.
-    pub fn up(name: &str, dir: &Path, extra: &[&str]) -> Option<Rig> {
-        let script = rigs_dir().join(format!("{name}.sh"));
+    /// `X.sh up DIR extra…` for `test`. Returns None after printing
+    /// `SKIP: …` when the rigs are not found or the rig exits 77 (cannot
+    /// run here); any other failure panics.
+    pub fn up(test: &str, name: &str, dir: &Path, extra: &[&str]) -> Option<Rig> {
+        let script = rigs_dir(test)?.join(format!("{name}.sh"));
         assert!(script.is_file(), "no rig script {}", script.display());
         // Constructed first, so a panic below still runs `down`.
         let rig = Rig {
