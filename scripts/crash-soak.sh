@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash-safety soak: runs the test in tests/crash.rs against the release
+# Crash-safety soak: runs the test in tests/it/crash.rs against the release
 # binary with many kill points. bu, del, prune, compress -R and compress -A
 # are killed with SIGKILL at moments spread over their runs; after every
 # kill, check, a normal bu, check --repair and exact restores of every
@@ -11,7 +11,7 @@
 #           $EPYGIBUS_CRASH_SEED, else a random one; it is printed so a
 #           failing soak can be run again)
 #
-# Other settings, passed through to the test (see tests/crash.rs):
+# Other settings, passed through to the test (see tests/it/crash.rs):
 #   EPYGIBUS_CRASH_CASES    worlds run in parallel (default 2)
 #   EPYGIBUS_CRASH_KEEP=1   keep the temp dir of a failing case
 #   EPYGIBUS_CRASH_TMPDIR, EPYGIBUS_CRASH_EXTRACT_DIR, EPYGIBUS_CRASH_VERBOSE
@@ -36,7 +36,7 @@ echo "crash soak: rerun with: scripts/crash-soak.sh $points $seed"
 start=$(date +%s)
 
 set +e
-cargo test --release --test crash -- --nocapture >"$log" 2>&1 &
+cargo test --release --test it crash:: -- --nocapture >"$log" 2>&1 &
 cargo_pid=$!
 # Progress and summary lines as they come.
 tail -n +1 -f --pid="$cargo_pid" "$log" | grep --line-buffered -E '^crash( case [0-9]+:|:)'

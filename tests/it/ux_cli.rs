@@ -2,19 +2,17 @@
 //! completions, the man page, help, and the progress display (present on a
 //! terminal, absent in a pipe and with --quiet).
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command as StdCommand;
 
-use common::{Env, settle};
+use crate::world::{World, settle, text};
 use serde_json::Value;
 
 /// An environment with repository `r`, archive `a` over a small tree and
 /// two snapshots.
-fn world() -> Env {
-    let env = Env::new();
+fn world() -> World {
+    let env = World::new();
     let src = env.src().join("tree");
     fs::create_dir_all(src.join("sub")).unwrap();
     fs::write(src.join("a.txt"), b"alpha alpha alpha alpha").unwrap();
@@ -29,7 +27,7 @@ fn world() -> Env {
     env
 }
 
-fn json(env: &Env, args: &[&str]) -> Value {
+fn json(env: &World, args: &[&str]) -> Value {
     let out = env.ok(args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
 }
@@ -179,7 +177,7 @@ fn restore_and_extract_stats_json() {
 
 #[test]
 fn completions_for_three_shells() {
-    let env = Env::new();
+    let env = World::new();
     for (shell, marker) in [
         ("bash", "complete -F"),
         ("zsh", "#compdef epygibus"),
@@ -196,7 +194,7 @@ fn completions_for_three_shells() {
 
 #[test]
 fn man_page_is_roff_with_commands() {
-    let env = Env::new();
+    let env = World::new();
     let man = env.ok(&["man"]);
     assert!(
         man.starts_with(".ie") || man.contains(".TH epygibus"),
@@ -208,7 +206,7 @@ fn man_page_is_roff_with_commands() {
 
 #[test]
 fn help_is_grouped_and_every_command_has_an_example() {
-    let env = Env::new();
+    let env = World::new();
     let top = env.ok(&["--help"]);
     for group in [
         "Setting up:",
@@ -256,13 +254,13 @@ fn help_is_grouped_and_every_command_has_an_example() {
 
 /// Runs `cmd` under a pseudo-terminal with `script`, returning everything
 /// written to the terminal; None when `script` is missing.
-fn under_pty(env: &Env, args: &str) -> Option<String> {
+fn under_pty(env: &World, args: &str) -> Option<String> {
     let script = ["/usr/bin/script", "/bin/script"]
         .into_iter()
         .find(|p| Path::new(p).exists())?;
     let mut c = StdCommand::new(script);
     env.isolate(&mut c);
-    let line = format!("{} {args}", Env::bin().display());
+    let line = format!("{} {args}", env.bin().display());
     let out = c
         .args(["-q", "-e", "-c", &line, "/dev/null"])
         .output()
@@ -272,13 +270,13 @@ fn under_pty(env: &Env, args: &str) -> Option<String> {
 }
 
 /// A tree big enough that storing it takes several progress refreshes.
-fn big_world() -> Env {
-    let env = Env::new();
+fn big_world() -> World {
+    let env = World::new();
     let src = env.src().join("big");
     for d in 0..20 {
         fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
         for f in 0..100 {
-            let body = common::text(3000 + f * 7, (d * 1000 + f) as u64);
+            let body = text(3000 + f * 7, (d * 1000 + f) as u64);
             fs::write(src.join(format!("d{d}/f{f}")), body).unwrap();
         }
     }
@@ -290,7 +288,7 @@ fn big_world() -> Env {
 #[test]
 fn progress_shows_on_a_terminal_only() {
     let env = big_world();
-    // In a pipe (assert_cmd captures stderr): no progress at all.
+    // In a pipe (the test captures stderr): no progress at all.
     let run = env.run(&["bu", "-A", "big"]).code(0);
     assert!(
         run.stderr.is_empty(),
@@ -324,7 +322,7 @@ fn progress_shows_on_a_terminal_only() {
 #[test]
 fn closed_stdout_and_no_color_are_fine() {
     let env = world();
-    let mut c = env.std_cmd();
+    let mut c = env.cmd();
     c.env("NO_COLOR", "1").args(["lss", "-A", "a"]);
     let out = c.output().unwrap();
     assert!(out.status.success());

@@ -1,16 +1,15 @@
 //! Trouble on the source side during `bu`: each bad entry is reported and
 //! skipped, the rest is backed up, and the exit status says so.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 
-use common::Env;
+use crate::world::World;
+use crate::world::snapshot::flatten;
 
 #[test]
 fn device_files_and_files_that_change_while_read_are_skipped() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let src = env.src().join("t");
     fs::create_dir_all(&src).unwrap();
@@ -52,7 +51,7 @@ fn device_files_and_files_that_change_while_read_are_skipped() {
         );
     }
     let snapshot = env.newest("a");
-    let names = common::flatten(&snapshot.root);
+    let names = flatten(&snapshot.root);
     assert!(names.keys().any(|p| p.ends_with("t/ok.txt")), "{names:?}");
     assert!(!names.keys().any(|p| p.ends_with("null-device")));
     assert!(!names.keys().any(|p| p.ends_with("proc/version")));
@@ -61,7 +60,7 @@ fn device_files_and_files_that_change_while_read_are_skipped() {
 
 #[test]
 fn a_file_that_vanishes_is_reported_not_fatal() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let src = env.src().join("t");
     fs::create_dir_all(&src).unwrap();
@@ -72,7 +71,7 @@ fn a_file_that_vanishes_is_reported_not_fatal() {
     // Delete files while the backup walks and stores; whichever it meets
     // gone is reported, never fatal.
     let child = env
-        .std_cmd()
+        .cmd()
         .args(["bu", "-A", "a"])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -93,7 +92,7 @@ fn a_file_that_vanishes_is_reported_not_fatal() {
     assert_eq!(code == Some(3), !stderr.is_empty());
     // The snapshot holds every file that was still there, each exactly.
     let snapshot = env.newest("a");
-    for (path, node) in common::flatten(&snapshot.root) {
+    for (path, node) in flatten(&snapshot.root) {
         if let epygibus::snapshot::model::Node::File(f) = node {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let i: usize = name[1..].parse().unwrap();

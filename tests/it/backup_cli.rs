@@ -4,9 +4,7 @@
 //! `list_content_items`), driving the real binary on temp dirs and decoding
 //! the snapshots it writes through the library.
 //!
-//! See `common/mod.rs` for the isolation of every run.
-
-mod common;
+//! See `world` for the isolation of every run.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
@@ -16,9 +14,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Env, Run, assert_same_state, dir_at, flatten, fs_state, noise, settle, text};
+use crate::world::files::{gunzip, is_root};
+use crate::world::snapshot::{components, dir_at, flatten};
+use crate::world::tree::{State, assert_same_state, fs_state};
+use crate::world::{Run, World, chmod, lib_api, noise, ns, settle, text};
 use epygibus::content::ContentToken;
-use epygibus::snapshot::format::{self, Snapshot, SnapshotName};
+use epygibus::snapshot::format::{Snapshot, SnapshotName};
 use epygibus::snapshot::model::{DirNode, FileNode, Node};
 
 // ---------------------------------------------------------------------------
@@ -44,10 +45,6 @@ fn put(path: &Path, data: &[u8], mode: u32) {
     fs::set_permissions(path, Permissions::from_mode(mode)).unwrap();
 }
 
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, Permissions::from_mode(mode)).unwrap();
-}
-
 fn set_mtime(path: &Path, t: SystemTime) {
     File::options()
         .write(true)
@@ -67,12 +64,6 @@ fn mksocket(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
     drop(std::os::unix::net::UnixListener::bind(path).unwrap());
     assert!(fs::symlink_metadata(path).unwrap().file_type().is_socket());
-}
-
-/// Only root can give a file away (the tests are meant to run as root).
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// mtime of `old.txt`: before 1970, so its nanoseconds are negative.
@@ -259,10 +250,6 @@ fn expected_entries(root: &Path, keep_broken: bool) -> BTreeMap<PathBuf, fs::Met
     out
 }
 
-fn ns(secs: i64, nanos: i64) -> i64 {
-    secs * 1_000_000_000 + nanos
-}
-
 /// Asserts the snapshot holds exactly [`expected_entries`] below `root`,
 /// each with the type, size, mode, owner, times, inode, link count, link
 /// target and content of the source, and the ancestors of `root` as bare
@@ -314,7 +301,7 @@ fn assert_matches_source(
     let single = snap.header.includes.len() == 1;
     let mut dir: &DirNode = &snap.root;
     let mut path = PathBuf::from("/");
-    for c in common::components(root) {
+    for c in components(root) {
         if single {
             let names: Vec<_> = dir.entries.iter().map(|e| e.name.as_bytes()).collect();
             assert_eq!(
@@ -354,8 +341,8 @@ fn distinct_inodes(entries: &BTreeMap<PathBuf, fs::Metadata>) -> usize {
 }
 
 /// A repository `r` and an archive over a fresh hard tree.
-fn hard_env(archive: &str, extra: &[&str]) -> (Env, PathBuf) {
-    let env = Env::new();
+fn hard_env(archive: &str, extra: &[&str]) -> (World, PathBuf) {
+    let env = World::new();
     env.new_repo("r");
     let tree = env.src().join("tree");
     hard_tree(&tree);
@@ -594,7 +581,7 @@ fn keep_broken_soft_links_keeps_them() {
 
 #[test]
 fn reference_counts_follow_every_bu_and_del() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let tree = env.src().join("tree");
     hard_tree(&tree);
@@ -669,7 +656,7 @@ fn prune_after_deleting_every_snapshot_leaves_no_content() {
     for _ in 0..3 {
         env.run(&["bu", "-q", "-A", "hard"]).code(0);
     }
-    let stats = |env: &Env| -> Vec<Vec<String>> {
+    let stats = |env: &World| -> Vec<Vec<String>> {
         let out = env.ok(&["repo_stats", "-R", "r"]);
         let lines: Vec<String> = out.lines().skip(1).map(str::to_owned).collect();
         table(&lines)
@@ -756,18 +743,16 @@ fn strace_path(line: &str) -> Option<(PathBuf, &str)> {
 
 /// Runs `bu` under strace; returns the run and the non-directory paths
 /// under `tree` that it opened (or tried to).
-fn bu_under_strace(env: &Env, tree: &Path, args: &[&str]) -> (Run, BTreeSet<PathBuf>) {
+fn bu_under_strace(env: &World, tree: &Path, args: &[&str]) -> (Run, BTreeSet<PathBuf>) {
     let log = env.root().join("strace.log");
-    let mut c = std::process::Command::new("strace");
-    c.args(["-f", "-qq", "-xx", "-s", "65536"])
-        .args(["-e", "trace=open,openat,openat2,creat", "-o"])
-        .arg(&log)
-        .arg(Env::bin())
-        .args(args);
-    env.isolate(&mut c);
-    let mut cmd = assert_cmd::Command::from_std(c);
-    cmd.timeout(common::TIMEOUT);
-    let run = env.exec(&mut cmd, &format!("strace {args:?}"));
+    let mut wrapper = vec![OsStr::new("strace")];
+    wrapper.extend(["-f", "-qq", "-xx", "-s", "65536"].map(OsStr::new));
+    wrapper.extend(["-e", "trace=open,openat,openat2,creat", "-o"].map(OsStr::new));
+    wrapper.push(log.as_os_str());
+    let run = env.exec(
+        env.wrapped(&wrapper).args(args),
+        &format!("strace {args:?}"),
+    );
     let mut opened = BTreeSet::new();
     for line in fs::read_to_string(&log).unwrap().lines() {
         if !line.contains("open") {
@@ -987,7 +972,7 @@ fn changed_file_is_detected_and_lss_lists_snapshots() {
 // 6. Two backups in one second
 // ---------------------------------------------------------------------------
 
-fn small_tree(env: &Env) -> PathBuf {
+fn small_tree(env: &World) -> PathBuf {
     let t = env.src().join("small");
     put(&t.join("a.txt"), b"alpha\n", 0o644);
     put(&t.join("sub/b.txt"), b"beta\n", 0o644);
@@ -997,7 +982,7 @@ fn small_tree(env: &Env) -> PathBuf {
 
 #[test]
 fn two_backups_in_one_second_keep_both() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("s", "r", &[&t], &[]);
@@ -1040,20 +1025,11 @@ fn two_backups_in_one_second_keep_both() {
 // 7. Compressed and uncompressed snapshots
 // ---------------------------------------------------------------------------
 
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
 const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
 
 #[test]
 fn uncompressed_snapshots_and_compress_of_one_snapshot() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     let dir = env.new_archive("c", "r", &[&t], &[]);
@@ -1065,7 +1041,7 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
     assert_eq!(env.lss("c", &[]), [plain.stamp()]);
     let plain_path = dir.join(plain.stamp());
     assert!(fs::read(&plain_path).unwrap().starts_with(MAGIC));
-    let original = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &plain).unwrap();
+    let original = lib_api::read_snapshot(&dir, &plain);
 
     let out = env.ok(&["compress", "-A", "c", "--back", "0"]);
     assert!(
@@ -1078,10 +1054,7 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
     assert!(gunzip(&fs::read(&gz_path).unwrap()).starts_with(MAGIC));
     let gz = env.snapshot_names("c")[0];
     assert!(gz.compressed);
-    assert_eq!(
-        format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &gz).unwrap(),
-        original
-    );
+    assert_eq!(lib_api::read_snapshot(&dir, &gz), original);
     assert_eq!(env.ok(&["compress", "-A", "c"]), "Nothing to do.\n");
 
     let out = env.ok(&["compress", "-U", "-A", "c", "--back=-1"]);
@@ -1091,10 +1064,7 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
     );
     assert!(plain_path.exists() && !gz_path.exists());
     assert_eq!(env.lss("c", &[]), [plain.stamp()]);
-    assert_eq!(
-        format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &plain).unwrap(),
-        original
-    );
+    assert_eq!(lib_api::read_snapshot(&dir, &plain), original);
     assert_eq!(env.ok(&["compress", "-U", "-A", "c"]), "Nothing to do.\n");
 
     // The archive's default (compressed) and -U / -C per backup.
@@ -1157,7 +1127,7 @@ fn uncompressed_snapshots_and_compress_of_one_snapshot() {
 
 #[test]
 fn del_picks_the_right_snapshot_and_guards_the_last() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("d", "r", &[&t], &[]);
@@ -1185,14 +1155,10 @@ fn del_picks_the_right_snapshot_and_guards_the_last() {
     let all = env.snapshot_names("d");
     assert_eq!(all.len(), 5);
     let del = |args: &[&str], gone: SnapshotName, left: &[SnapshotName]| {
-        let tokens = format::read_snapshot(
-            &epygibus::store::LocalStore::new(&env.snapshot_dir("d")),
-            &gone,
-        )
-        .unwrap()
-        .root
-        .tokens()
-        .len();
+        let tokens = lib_api::read_snapshot(&env.snapshot_dir("d"), &gone)
+            .root
+            .tokens()
+            .len();
         let out = env.ok(args);
         assert_eq!(
             out,
@@ -1234,7 +1200,7 @@ fn del_picks_the_right_snapshot_and_guards_the_last() {
 
 #[test]
 fn fifos_sockets_and_missing_includes_are_skipped_with_status_3() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     mkfifo(&t.join("fifo"));
@@ -1244,10 +1210,13 @@ fn fifos_sockets_and_missing_includes_are_skipped_with_status_3() {
     env.new_archive("f", "r", &[&t, &gone], &[]);
     fs::remove_dir(&gone).unwrap();
 
-    let mut cmd = env.cmd();
-    cmd.args(["bu", "--stats", "-A", "f"])
-        .timeout(Duration::from_secs(60));
-    let run = env.exec(&mut cmd, "bu with a fifo").code(3);
+    let run = env
+        .exec_timeout(
+            env.cmd().args(["bu", "--stats", "-A", "f"]),
+            Duration::from_secs(60),
+            "bu with a fifo",
+        )
+        .code(3);
     let mut lines = run.stderr_lines();
     lines.sort();
     let fifo = format!(
@@ -1289,15 +1258,18 @@ fn fifos_sockets_and_missing_includes_are_skipped_with_status_3() {
             rel(b"sub/c.txt")
         ]
     );
-    assert!(snap.root.lookup(common::components(&gone)).is_none());
+    assert!(snap.root.lookup(components(&gone)).is_none());
     let rows = table(&env.lss("f", &["--build_stats"]));
     assert_eq!(rows[1][6], "3", "{rows:?}");
 
     // --quiet hides only broken links.
-    let mut cmd = env.cmd();
-    cmd.args(["bu", "--quiet", "-A", "f"])
-        .timeout(Duration::from_secs(60));
-    let run = env.exec(&mut cmd, "bu --quiet with a fifo").code(3);
+    let run = env
+        .exec_timeout(
+            env.cmd().args(["bu", "--quiet", "-A", "f"]),
+            Duration::from_secs(60),
+            "bu --quiet with a fifo",
+        )
+        .code(3);
     assert_eq!(run.stderr_lines().len(), 3, "{run:?}");
     env.assert_ref_counts("r", &["f"], &[], "after skipping");
 }
@@ -1307,7 +1279,7 @@ fn fifos_sockets_and_missing_includes_are_skipped_with_status_3() {
 // ---------------------------------------------------------------------------
 
 /// Everything a command could change: configuration, data and location.
-fn world(env: &Env) -> BTreeMap<PathBuf, common::State> {
+fn world(env: &World) -> BTreeMap<PathBuf, State> {
     let mut all = BTreeMap::new();
     for d in ["config", "data", "loc", "src"] {
         for (p, s) in fs_state(&env.root().join(d)) {
@@ -1319,7 +1291,7 @@ fn world(env: &Env) -> BTreeMap<PathBuf, common::State> {
 
 #[test]
 fn unknown_archive_is_an_error_everywhere() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("real", "r", &[&t], &[]);
@@ -1345,7 +1317,7 @@ fn unknown_archive_is_an_error_everywhere() {
 
 #[test]
 fn new_refuses_bad_input_and_changes_nothing() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("taken", "r", &[&t], &[]);
@@ -1395,7 +1367,7 @@ fn new_refuses_bad_input_and_changes_nothing() {
 
 #[test]
 fn back_out_of_range_is_an_error_for_compress_too() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("b", "r", &[&t], &[]);
@@ -1417,7 +1389,7 @@ fn back_out_of_range_is_an_error_for_compress_too() {
 
 #[test]
 fn corrupt_snapshot_is_named_and_worked_around() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     let dir = env.new_archive("k", "r", &[&t], &[]);
@@ -1428,12 +1400,9 @@ fn corrupt_snapshot_is_named_and_worked_around() {
     let names = env.snapshot_names("k");
     let bad = names[2];
     // Its references stay counted: nothing can release them any more.
-    let bad_tokens = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &bad)
-        .unwrap()
-        .root
-        .tokens();
+    let bad_tokens = lib_api::read_snapshot(&dir, &bad).root.tokens();
     fs::write(
-        dir.join(bad.file_name()),
+        lib_api::snapshot_path(&dir, &bad),
         b"this is not a snapshot at all\n",
     )
     .unwrap();
@@ -1481,7 +1450,7 @@ fn corrupt_snapshot_is_named_and_worked_around() {
         "{run:?}"
     );
     assert!(
-        lines[0].contains(&dir.join(bad.file_name()).display().to_string()),
+        lines[0].contains(&lib_api::snapshot_path(&dir, &bad).display().to_string()),
         "{run:?}"
     );
     let files = expected_entries(&t, false);
@@ -1489,7 +1458,7 @@ fn corrupt_snapshot_is_named_and_worked_around() {
     let now = env.snapshot_names("k");
     assert_eq!(now.len(), 3);
     assert!(now[2].secs > bad.secs);
-    let newest = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &now[2]).unwrap();
+    let newest = lib_api::read_snapshot(&dir, &now[2]);
     assert_matches_source(&newest, &t, false);
     env.assert_ref_counts(
         "r",
@@ -1500,11 +1469,11 @@ fn corrupt_snapshot_is_named_and_worked_around() {
 }
 
 /// Tokens of every readable snapshot of the archive plus `extra`.
-fn tokens_of_readable(env: &Env, archive: &str, extra: &[ContentToken]) -> Vec<ContentToken> {
+fn tokens_of_readable(env: &World, archive: &str, extra: &[ContentToken]) -> Vec<ContentToken> {
     let dir = env.snapshot_dir(archive);
     let mut all = extra.to_vec();
     for n in env.snapshot_names(archive) {
-        if let Ok(s) = format::read_snapshot(&epygibus::store::LocalStore::new(&dir), &n) {
+        if let Ok(s) = lib_api::try_read_snapshot(&dir, &n) {
             all.extend(s.root.tokens());
         }
     }
@@ -1547,8 +1516,8 @@ impl Drop for Immutable {
 
 /// A repository, an archive with one snapshot, and its snapshot directory
 /// made unwritable; None (after saying so) where that cannot be done.
-fn unwritable_snapshot_dir() -> Option<(Env, PathBuf, Immutable)> {
-    let env = Env::new();
+fn unwritable_snapshot_dir() -> Option<(World, PathBuf, Immutable)> {
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     let dir = env.new_archive("w", "r", &[&t], &[]);
@@ -1581,12 +1550,7 @@ fn unwritable_snapshot_directory_fails_cleanly() {
         .collect();
     assert_eq!(left.len(), 1, "only the old snapshot: {left:?}");
     // Counts may be too high after a failure, never too low.
-    let counts = epygibus::content::Repository::open_dir(
-        &env.repo_dir("r"),
-        epygibus::content::Access::ReadOnly,
-    )
-    .unwrap()
-    .ref_counts();
+    let counts = lib_api::ref_counts(&env.repo_dir("r"));
     let mut refs: BTreeMap<ContentToken, u64> = BTreeMap::new();
     for t in env.newest("w").root.tokens() {
         *refs.entry(t).or_default() += 1;
@@ -1616,7 +1580,7 @@ fn unwritable_snapshot_directory_leaves_counts_unchanged() {
 // ---------------------------------------------------------------------------
 
 /// An editor script that appends `line` to the file it is given.
-fn appending_editor(env: &Env, name: &str, line: &str) -> PathBuf {
+fn appending_editor(env: &World, name: &str, line: &str) -> PathBuf {
     let path = env.root().join(name);
     fs::write(
         &path,
@@ -1627,16 +1591,18 @@ fn appending_editor(env: &Env, name: &str, line: &str) -> PathBuf {
     path
 }
 
-fn edit(env: &Env, editor: &Path, list: &str, archive: &str) -> Run {
-    let mut cmd = env.cmd();
-    cmd.env("EDITOR", editor)
-        .args(["edit", list, "-A", archive]);
-    env.exec(&mut cmd, &format!("edit {list}"))
+fn edit(env: &World, editor: &Path, list: &str, archive: &str) -> Run {
+    env.exec(
+        env.cmd()
+            .env("EDITOR", editor)
+            .args(["edit", list, "-A", archive]),
+        &format!("edit {list}"),
+    )
 }
 
 #[test]
 fn edit_includes_adds_an_include_and_rejects_bad_globs() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     let second = env.src().join("second");
@@ -1720,7 +1686,7 @@ fn edit_includes_adds_an_include_and_rejects_bad_globs() {
 
 #[test]
 fn several_archives_in_one_bu_are_backed_up_in_order() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("m1", "r", &[&t], &[]);
@@ -1759,7 +1725,7 @@ fn several_archives_in_one_bu_are_backed_up_in_order() {
 
 #[test]
 fn error_outranks_skipped_files_whatever_the_order() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     mkfifo(&t.join("fifo"));
@@ -1774,7 +1740,7 @@ fn error_outranks_skipped_files_whatever_the_order() {
 
 #[test]
 fn exclude_option_spellings_are_equivalent() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let tree = env.src().join("tree");
     hard_tree(&tree);
@@ -1830,7 +1796,7 @@ fn exclude_option_spellings_are_equivalent() {
 
 #[test]
 fn includes_symlinked_nested_non_utf8_or_named_like_an_exclude() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let src = env.src();
     put(
@@ -1871,7 +1837,7 @@ fn includes_symlinked_nested_non_utf8_or_named_like_an_exclude() {
         );
     }
     // The link is kept as a link, its target backed up where it really is.
-    match snap.root.lookup(common::components(&link)) {
+    match snap.root.lookup(components(&link)) {
         Some(Node::Link(l)) => {
             assert_eq!(l.target, src.join("elsewhere/real").as_os_str().as_bytes())
         }
@@ -1899,7 +1865,7 @@ fn includes_symlinked_nested_non_utf8_or_named_like_an_exclude() {
 
 #[test]
 fn new_records_its_options_and_the_snapshot_directory_layout() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     let dir = env.new_archive(
@@ -1951,7 +1917,7 @@ fn new_records_its_options_and_the_snapshot_directory_layout() {
 
 #[test]
 fn concurrent_backups_of_one_repository_lose_nothing() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = small_tree(&env);
     env.new_archive("x", "r", &[&t], &[]);
@@ -1959,7 +1925,7 @@ fn concurrent_backups_of_one_repository_lose_nothing() {
     let children: Vec<_> = ["x", "y", "x", "y", "x"]
         .iter()
         .map(|a| {
-            env.std_cmd()
+            env.cmd()
                 .args(["bu", "-A", a])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
@@ -1989,7 +1955,7 @@ fn concurrent_backups_of_one_repository_lose_nothing() {
 
 #[test]
 fn include_below_an_excluded_directory_is_backed_up() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let home = env.src().join("home");
     put(&home.join("a.txt"), b"ordinary\n", 0o644);
@@ -2036,7 +2002,7 @@ fn include_below_an_excluded_directory_is_backed_up() {
 
 #[test]
 fn identical_new_files_are_one_new_item() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let t = env.src().join("same");
     for i in 0..200 {

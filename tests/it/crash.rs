@@ -20,7 +20,7 @@
 //! moment depends on the machine's speed and load, so a rerun with the same
 //! seed kills at the same delays, not always in the same step.
 //!
-//! `cargo test --test crash -- --nocapture` runs the fast variant; the soak
+//! `cargo test --test it crash:: -- --nocapture` runs the fast variant; the soak
 //! (`scripts/crash-soak.sh`) runs the same code with more points. Settings:
 //! - `EPYGIBUS_CRASH_POINTS`: total kill points, rounded up to a multiple of
 //!   five (default 105: 21 per operation kind);
@@ -35,9 +35,11 @@
 //!   compared (default: `/dev/shm` when writable, else inside the world);
 //! - `EPYGIBUS_CRASH_VERBOSE=1`: print every step as it happens;
 //! - `EPYGIBUS_CRASH_CONTINUE_ON_EMPTY_LOCK=1`: when the `bu` after a kill
-//!   fails only because the killed run left an empty lock file (a known
-//!   bug), record it, `unlock` and go on, so a soak finds what else there
-//!   is; the test still fails at the end, listing every such failure.
+//!   fails only because the killed run left an empty lock file (the
+//!   empty-lock bug this harness found and that is fixed: locks are now
+//!   written create-only, complete or not at all), record the regression,
+//!   `unlock` and go on, so a soak finds what else there is; the test still
+//!   fails at the end, listing every such failure.
 //!
 //! Every invocation sets `EPYGIBUS_CONFIG_DIR`, `EPYGIBUS_DATA_DIR` and
 //! `HOME` inside the case's temp dir and uses `--lock-wait 5`.
@@ -45,8 +47,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File};
-use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -56,7 +57,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_epygibus");
+use crate::world::World;
+use crate::world::tree::{Kind, Links, Listing, listing_diff, try_listing};
 /// No unkilled command may take longer (a hang fails the test).
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// Snapshots kept between kill points (older ones are deleted unkilled).
@@ -79,7 +81,8 @@ struct Settings {
     cases: usize,
     keep_failed: bool,
     verbose: bool,
-    /// Go on after the known empty-lock bug (see [`Case::next_backup`]).
+    /// Go on after a regression of the fixed empty-lock bug (see
+    /// [`Case::next_backup`]).
     continue_on_empty_lock: bool,
 }
 
@@ -108,7 +111,7 @@ impl Settings {
 
     fn rerun(&self) -> String {
         format!(
-            "EPYGIBUS_CRASH_POINTS={} EPYGIBUS_CRASH_SEED={} EPYGIBUS_CRASH_CASES={} cargo test --test crash -- --nocapture",
+            "EPYGIBUS_CRASH_POINTS={} EPYGIBUS_CRASH_SEED={} EPYGIBUS_CRASH_CASES={} cargo test --test it crash:: -- --nocapture",
             self.per_op * OPS.len(),
             self.seed,
             self.cases
@@ -241,91 +244,32 @@ impl fmt::Display for Op {
 }
 
 // ---------------------------------------------------------------------------
-// Manifests: what a tree holds
+// Listings: what a tree holds
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Entry {
-    Dir {
-        mode: u32,
-        mtime_ns: i128,
-    },
-    File {
-        mode: u32,
-        mtime_ns: i128,
-        size: u64,
-        hash: String,
-    },
-    Link {
-        mtime_ns: i128,
-        target: Vec<u8>,
-    },
-}
-
-/// Relative path → entry; the root itself is "".
-type Manifest = BTreeMap<PathBuf, Entry>;
-
-fn manifest(root: &Path) -> Result<Manifest, String> {
-    let mut m = Manifest::new();
-    walk(root, Path::new(""), &mut m)?;
-    Ok(m)
-}
-
-fn walk(abs: &Path, rel: &Path, m: &mut Manifest) -> Result<(), String> {
-    let meta = fs::symlink_metadata(abs).map_err(|e| format!("stat {}: {e}", abs.display()))?;
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    let mode = meta.mode() & 0o7777;
-    let kind = meta.file_type();
-    let entry = if kind.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(abs)
-            .map_err(|e| format!("list {}: {e}", abs.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("list {}: {e}", abs.display()))?;
-        names.sort();
-        for name in names {
-            walk(&abs.join(&name), &rel.join(&name), m)?;
-        }
-        Entry::Dir { mode, mtime_ns }
-    } else if kind.is_symlink() {
-        let target = fs::read_link(abs).map_err(|e| format!("readlink {}: {e}", abs.display()))?;
-        Entry::Link {
-            mtime_ns,
-            target: target.into_os_string().into_vec(),
-        }
-    } else if kind.is_file() {
-        let bytes = fs::read(abs).map_err(|e| format!("read {}: {e}", abs.display()))?;
-        Entry::File {
-            mode,
-            mtime_ns,
-            size: bytes.len() as u64,
-            hash: blake3::hash(&bytes).to_hex().to_string(),
-        }
-    } else {
-        return Err(format!("unexpected file type at {}", abs.display()));
-    };
-    m.insert(rel.to_owned(), entry);
-    Ok(())
+/// What a tree holds (no atimes): paths, types, bytes, modes, owners,
+/// mtimes (ns), symlink targets; anything but directories, files and
+/// symlinks is an error.
+fn manifest(root: &Path) -> Result<Listing, String> {
+    let m = try_listing(root, false)?;
+    match m
+        .iter()
+        .find(|(_, item)| matches!(item.kind, Kind::Other(_)))
+    {
+        Some((rel, _)) => Err(format!(
+            "unexpected file type at {}",
+            root.join(rel).display()
+        )),
+        None => Ok(m),
+    }
 }
 
 /// The differences between two manifests, at most a screenful.
-fn diff(want: &Manifest, got: &Manifest) -> String {
-    let mut lines = Vec::new();
-    for (path, w) in want {
-        match got.get(path) {
-            None => lines.push(format!("  missing  {}: {w:?}", path.display())),
-            Some(g) if g != w => lines.push(format!(
-                "  differs  {}:\n    want {w:?}\n    got  {g:?}",
-                path.display()
-            )),
-            Some(_) => {}
-        }
-    }
-    for (path, g) in got {
-        if !want.contains_key(path) {
-            lines.push(format!("  extra    {}: {g:?}", path.display()));
-        }
-    }
+fn diff(want: &Listing, got: &Listing) -> String {
+    let mut lines: Vec<String> = listing_diff(want, got, Links::Exact)
+        .into_iter()
+        .map(|l| format!("  {l}"))
+        .collect();
     let total = lines.len();
     lines.truncate(20);
     if total > lines.len() {
@@ -516,34 +460,29 @@ impl fmt::Display for Run {
     }
 }
 
-/// One isolated world: config, data, home, backup location, source tree
-/// and command output files, in one temp dir, plus a directory to extract
-/// into (on tmpfs when there is one: creating and deleting thousands of
-/// files in a row is slow on a churned ext4, and restores write no
-/// repository data).
-struct World {
-    tmp: Option<TempDir>,
+/// One case's [`World`] (config, data, home, backup location and source
+/// tree in one temp dir) with a directory for command output files, plus
+/// a directory to extract into (on tmpfs when there is one: creating and
+/// deleting thousands of files in a row is slow on a churned ext4, and
+/// restores write no repository data).
+struct CrashWorld {
+    world: World,
     root: PathBuf,
     _extract_tmp: TempDir,
     out: PathBuf,
 }
 
-impl World {
-    fn new() -> World {
+impl CrashWorld {
+    fn new() -> CrashWorld {
         let builder = || {
             let mut b = tempfile::Builder::new();
             b.prefix("epygibus-crash.");
             b
         };
-        let tmp = match std::env::var_os("EPYGIBUS_CRASH_TMPDIR") {
-            Some(dir) => builder().tempdir_in(dir),
-            None => builder().tempdir(),
-        }
-        .unwrap();
-        let root = fs::canonicalize(tmp.path()).unwrap();
-        for d in ["config", "data", "home", "loc", "src", "logs"] {
-            fs::create_dir(root.join(d)).unwrap();
-        }
+        let parent = std::env::var_os("EPYGIBUS_CRASH_TMPDIR").map(PathBuf::from);
+        let world = World::in_dir(parent.as_deref(), "epygibus-crash.");
+        let root = world.root().to_owned();
+        fs::create_dir(root.join("logs")).unwrap();
         let extract_tmp = match std::env::var_os("EPYGIBUS_CRASH_EXTRACT_DIR") {
             Some(dir) => builder().tempdir_in(dir).unwrap(),
             None => builder()
@@ -552,8 +491,8 @@ impl World {
                 .unwrap(),
         };
         let out = fs::canonicalize(extract_tmp.path()).unwrap().join("out");
-        World {
-            tmp: Some(tmp),
+        CrashWorld {
+            world,
             root,
             _extract_tmp: extract_tmp,
             out,
@@ -561,7 +500,7 @@ impl World {
     }
 
     fn src(&self) -> PathBuf {
-        self.root.join("src")
+        self.world.src()
     }
 
     fn out(&self) -> PathBuf {
@@ -569,16 +508,10 @@ impl World {
     }
 
     fn command(&self, args: &[String], log: &str) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = self.world.cmd();
         c.arg("--lock-wait")
             .arg("5")
             .args(args)
-            .env("EPYGIBUS_CONFIG_DIR", self.root.join("config"))
-            .env("EPYGIBUS_DATA_DIR", self.root.join("data"))
-            .env("HOME", self.root.join("home"))
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("XDG_CONFIG_HOME")
-            .current_dir(&self.root)
             .stdin(Stdio::null())
             .stdout(File::create(self.root.join(format!("logs/{log}.out"))).unwrap())
             .stderr(File::create(self.root.join(format!("logs/{log}.err"))).unwrap());
@@ -588,7 +521,7 @@ impl World {
     fn spawn(&self, args: &[String], log: &str) -> Child {
         self.command(args, log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"))
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.world.bin().display()))
     }
 
     fn output(&self, args: &[String], log: &str, status: ExitStatus) -> Run {
@@ -689,11 +622,11 @@ enum Allowed {
 struct Case<'s> {
     id: usize,
     settings: &'s Settings,
-    world: World,
+    world: CrashWorld,
     rng: Rng,
     tree: Tree,
     /// Snapshot stamp → the manifest of the tree it was taken of.
-    expected: BTreeMap<String, Rc<Manifest>>,
+    expected: BTreeMap<String, Rc<Listing>>,
     /// Recent steps, for failure messages.
     log: VecDeque<String>,
     stats: Stats,
@@ -708,7 +641,7 @@ struct Case<'s> {
 
 impl<'s> Case<'s> {
     fn new(id: usize, settings: &'s Settings) -> Case<'s> {
-        let world = World::new();
+        let world = CrashWorld::new();
         let mut rng = Rng::new(settings.seed, id);
         let tree = Tree::create(&world.src(), &mut rng);
         Case {
@@ -747,7 +680,7 @@ impl<'s> Case<'s> {
     fn fail(&mut self, what: String) -> ! {
         STOP.store(true, Ordering::SeqCst);
         let kept = if self.settings.keep_failed {
-            let dir = self.world.tmp.take().map(TempDir::keep);
+            let dir = self.world.world.keep();
             format!("\nkept the world at {dir:?}")
         } else {
             format!(
@@ -945,7 +878,7 @@ impl<'s> Case<'s> {
             if !self.settings.continue_on_empty_lock {
                 self.fail(what);
             }
-            self.note(format!("known bug: {what}"));
+            self.note(format!("regression of the fixed empty-lock bug: {what}"));
             self.stats
                 .deferred
                 .push(format!("case {}: {what}", self.id));
@@ -973,7 +906,7 @@ impl<'s> Case<'s> {
         PathBuf::from(path)
     }
 
-    fn manifest_of_source(&mut self) -> Manifest {
+    fn manifest_of_source(&mut self) -> Listing {
         match manifest(&self.world.src()) {
             Ok(m) => m,
             Err(e) => self.fail(format!("cannot read the source tree: {e}")),
@@ -1255,8 +1188,8 @@ impl<'s> Case<'s> {
                     snap.stamp
                 )),
             };
-            if *want != got {
-                let d = diff(&want, &got);
+            let d = diff(&want, &got);
+            if !d.is_empty() {
                 self.fail(format!(
                     "after {label}: snapshot {} ({}) does not restore exactly:\n{d}",
                     snap.stamp,
@@ -1370,7 +1303,7 @@ fn killed_runs_lose_nothing() {
         String::new()
     } else {
         format!(
-            "; {} FAILED on the known empty-lock bug",
+            "; {} FAILED on a regression of the fixed empty-lock bug",
             total.deferred.len()
         )
     };

@@ -7,211 +7,69 @@
 //! never read or written. Storing content has no command yet, so that part
 //! uses the library directly.
 
-mod common;
-
-use common::{noise, text};
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Instant;
 
-use assert_cmd::Command;
-use epygibus::content::{Access, ContentToken, LockWait, Repository};
-use tempfile::TempDir;
+use crate::world::files::gunzip;
+use crate::world::tree::{State, assert_same_state, fs_state};
+use crate::world::{Rng, World, lib_api, noise, text};
+use epygibus::content::ContentToken;
 
 // ---------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------
 
-/// One isolated world: config dir, data dir, home, a backup location and a
-/// directory for source files, all inside one temp dir.
-struct Env {
-    tmp: TempDir,
+/// Parsed `list_content_items -R name`.
+fn items(env: &World, name: &str) -> Vec<Item> {
+    let out = env.ok(&["list_content_items", "-R", name]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["TOKEN", "REFS", "SIZE", "STORED", "FORM"], "{out}");
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 5, "bad row {l:?}");
+            Item {
+                token: f[0].to_owned(),
+                refs: f[1].parse().unwrap(),
+                size: f[2].parse().unwrap(),
+                stored: f[3].parse().unwrap(),
+                form: f[4].to_owned(),
+            }
+        })
+        .collect()
 }
 
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        for d in ["config", "data", "home", "loc", "src"] {
-            fs::create_dir(tmp.path().join(d)).unwrap();
-        }
-        Env { tmp }
-    }
-
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn config_dir(&self) -> PathBuf {
-        self.root().join("config")
-    }
-
-    fn location(&self) -> PathBuf {
-        self.root().join("loc")
-    }
-
-    /// Where tests put files to store (not part of any repository).
-    fn src(&self, name: &str) -> PathBuf {
-        self.root().join("src").join(name)
-    }
-
-    /// The binary with the environment pointing into the temp dir.
-    fn cmd(&self) -> Command {
-        Command::from_std(self.std_cmd())
-    }
-
-    /// The same as a `std::process::Command` (for custom stdio).
-    fn std_cmd(&self) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("epygibus"));
-        c.env("EPYGIBUS_CONFIG_DIR", self.config_dir())
-            .env("EPYGIBUS_DATA_DIR", self.root().join("data"))
-            .env("HOME", self.root().join("home"))
-            .current_dir(self.root());
-        c
-    }
-
-    /// Runs the binary; fails the test if it panicked.
-    fn run<I, S>(&self, args: I) -> Output
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        let out = self.cmd().args(&args).output().unwrap();
-        assert_no_panic(&out, &args);
-        out
-    }
-
-    /// Runs a command that must succeed silently on stderr; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{args:?} failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
-            out.status
-        );
-        assert!(stderr.is_empty(), "{args:?} wrote to stderr: {stderr}");
-        stdout
-    }
-
-    /// Runs a command that must fail with exit status 1, nothing on stdout
-    /// and exactly one `epygibus: error:` line on stderr; returns that line.
-    fn fail(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?} should fail with status 1:\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        assert!(stdout.is_empty(), "{args:?} printed on failure: {stdout}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{args:?}: want one stderr line, got {stderr:?}"
-        );
-        assert!(
-            lines[0].starts_with("epygibus: error: "),
-            "{args:?}: {stderr:?}"
-        );
-        lines[0].to_owned()
-    }
-
-    /// Creates a repository at this env's location; returns its directory.
-    fn new_repo(&self, name: &str, compressed: bool) -> PathBuf {
-        self.new_repo_at(name, &self.location(), compressed)
-    }
-
-    fn new_repo_at(&self, name: &str, location: &Path, compressed: bool) -> PathBuf {
-        let loc = format!("--location={}", location.display());
-        let mut args = vec!["new_repo", loc.as_str(), name];
-        if !compressed {
-            args.insert(1, "-U");
-        }
-        let out = self.ok(&args);
-        let dir = self.repo_dir(name);
-        assert!(
-            out.starts_with(&format!("Created repository `{name}` at ")),
-            "{out}"
-        );
-        assert!(out.contains(&dir.display().to_string()), "{out}");
-        dir
-    }
-
-    /// The repository directory, from the spec file's `path = ` line.
-    fn repo_dir(&self, name: &str) -> PathBuf {
-        let spec = fs::read_to_string(self.config_dir().join("repos").join(name)).unwrap();
-        let path = spec
+/// Parsed `repo_stats -R name`: the referenced and unreferenced rows.
+fn stats(env: &World, name: &str) -> (StatsRow, StatsRow) {
+    let out = env.ok(&["repo_stats", "-R", name]);
+    let dir = env.repo_dir(name);
+    assert_eq!(
+        out.lines().next().unwrap(),
+        format!("Repository `{name}` at {}", dir.display())
+    );
+    let row = |label: &str| {
+        let line = out
             .lines()
-            .find_map(|l| l.strip_prefix("path = "))
-            .unwrap_or_else(|| panic!("no path line in spec: {spec}"));
-        PathBuf::from(path)
-    }
-
-    /// Writes a source file and returns its path.
-    fn write_src(&self, name: &str, data: &[u8]) -> PathBuf {
-        let p = self.src(name);
-        fs::write(&p, data).unwrap();
-        p
-    }
-
-    /// Parsed `list_content_items -R name`.
-    fn items(&self, name: &str) -> Vec<Item> {
-        let out = self.ok(&["list_content_items", "-R", name]);
-        let mut lines = out.lines();
-        let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-        assert_eq!(header, ["TOKEN", "REFS", "SIZE", "STORED", "FORM"], "{out}");
-        lines
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                assert_eq!(f.len(), 5, "bad row {l:?}");
-                Item {
-                    token: f[0].to_owned(),
-                    refs: f[1].parse().unwrap(),
-                    size: f[2].parse().unwrap(),
-                    stored: f[3].parse().unwrap(),
-                    form: f[4].to_owned(),
-                }
-            })
-            .collect()
-    }
-
-    /// Parsed `repo_stats -R name`: the referenced and unreferenced rows.
-    fn stats(&self, name: &str) -> (StatsRow, StatsRow) {
-        let out = self.ok(&["repo_stats", "-R", name]);
-        let dir = self.repo_dir(name);
-        assert_eq!(
-            out.lines().next().unwrap(),
-            format!("Repository `{name}` at {}", dir.display())
-        );
-        let row = |label: &str| {
-            let line = out
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(label))
-                .unwrap_or_else(|| panic!("no {label} row in {out}"));
-            let cells: Vec<&str> = line
-                .split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect();
-            assert_eq!(cells.len(), 5, "{line:?}");
-            StatsRow {
-                items: cells[1].parse().unwrap(),
-                references: cells[2].parse().unwrap(),
-                content: cells[3].to_owned(),
-                stored: cells[4].to_owned(),
-            }
-        };
-        (row("referenced"), row("unreferenced"))
-    }
+            .find(|l| l.split_whitespace().next() == Some(label))
+            .unwrap_or_else(|| panic!("no {label} row in {out}"));
+        let cells: Vec<&str> = line
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(cells.len(), 5, "{line:?}");
+        StatsRow {
+            items: cells[1].parse().unwrap(),
+            references: cells[2].parse().unwrap(),
+            content: cells[3].to_owned(),
+            stored: cells[4].to_owned(),
+        }
+    };
+    (row("referenced"), row("unreferenced"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,12 +100,6 @@ impl StatsRow {
     }
 }
 
-fn assert_no_panic(out: &Output, args: &[std::ffi::OsString]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {stderr}");
-}
-
 /// Sizes as the tool prints them (binary units, one decimal above 1 KiB).
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -263,82 +115,9 @@ fn human(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// A file-system entry as seen by [`tree`]: files by content hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Dir,
-    File([u8; 32]),
-    Link(PathBuf),
-}
-
-/// Every entry under `root` (relative paths), to compare before and after.
-fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_owned();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                out.insert(rel, Node::Dir);
-                walk(root, &p, out);
-            } else if ft.is_symlink() {
-                out.insert(rel, Node::Link(fs::read_link(&p).unwrap()));
-            } else {
-                out.insert(
-                    rel,
-                    Node::File(*blake3::hash(&fs::read(&p).unwrap()).as_bytes()),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn open_locked(dir: &Path) -> Repository {
-    Repository::open_dir(
-        dir,
-        Access::Locked {
-            command: "test",
-            wait: LockWait::no_wait(),
-        },
-    )
-    .unwrap()
-}
-
-/// Stores the files (one reference each) and commits; the lock is released
-/// on return.
-fn store(dir: &Path, files: &[&Path]) -> Vec<ContentToken> {
-    let repo = open_locked(dir);
-    let session = repo.begin_backup();
-    let tokens = files
-        .iter()
-        .map(|f| session.store_contents(f).unwrap())
-        .collect();
-    session.commit_counts().unwrap().snapshot_written().unwrap();
-    tokens
-}
-
-fn release(dir: &Path, tokens: &[ContentToken]) {
-    let repo = open_locked(dir);
-    assert_eq!(repo.release_contents(tokens), 0);
-    repo.commit().unwrap();
-}
-
 /// The content's bytes, read through the library without a lock.
 fn read_back(dir: &Path, token: &ContentToken) -> Vec<u8> {
-    let repo = Repository::open_dir(dir, Access::ReadOnly).unwrap();
-    let mut data = Vec::new();
-    repo.open_contents_read_only(token)
-        .unwrap()
-        .read_to_end(&mut data)
-        .unwrap();
-    data
+    lib_api::read_content(dir, token).unwrap()
 }
 
 /// Names in the token's fan-out directory.
@@ -363,12 +142,8 @@ fn plain_path(dir: &Path, token: &ContentToken) -> PathBuf {
     dir.join("content").join(&hex[..2]).join(hex)
 }
 
-fn gunzip(path: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(fs::File::open(path).unwrap())
-        .read_to_end(&mut out)
-        .unwrap();
-    out
+fn gunzip_file(path: &Path) -> Vec<u8> {
+    gunzip(&fs::read(path).unwrap())
 }
 
 /// The newest `index.N` file of a repository.
@@ -412,10 +187,10 @@ const REPO_COMMANDS: [&[&str]; 5] = [
 
 #[test]
 fn new_repo_creates_repositories_in_both_compression_modes() {
-    let env = Env::new();
+    let env = World::new();
     assert_eq!(env.ok(&["lr"]).lines().count(), 1, "only a header before");
-    let gz = env.new_repo("home", true);
-    let plain = env.new_repo("media", false);
+    let gz = env.new_repo("home");
+    let plain = env.new_repo_with("media", &["-U"]);
 
     for (dir, compression) in [(&gz, "gzip"), (&plain, "none")] {
         assert_eq!(
@@ -466,15 +241,15 @@ fn new_repo_creates_repositories_in_both_compression_modes() {
     );
 
     for name in ["home", "media", "x3"] {
-        assert_eq!(env.stats(name), (StatsRow::zero(), StatsRow::zero()));
-        assert!(env.items(name).is_empty());
+        assert_eq!(stats(&env, name), (StatsRow::zero(), StatsRow::zero()));
+        assert!(items(&env, name).is_empty());
     }
 }
 
 #[test]
 fn new_repo_spec_file_is_plain_text() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let spec = fs::read_to_string(env.config_dir().join("repos").join("home")).unwrap();
     assert!(
         spec.contains(&format!("\npath = {}\n", dir.display())),
@@ -483,11 +258,13 @@ fn new_repo_spec_file_is_plain_text() {
     assert!(dir.is_absolute());
     // No temp leftovers anywhere after a successful run.
     assert!(
-        tree(env.root())
-            .keys()
-            .all(|p| !p.file_name().unwrap().as_bytes().starts_with(b"tmp.")),
+        fs_state(env.root()).keys().all(|p| !p
+            .file_name()
+            .unwrap()
+            .as_bytes()
+            .starts_with(b"tmp.")),
         "{:#?}",
-        tree(env.root()).keys().collect::<Vec<_>>()
+        fs_state(env.root()).keys().collect::<Vec<_>>()
     );
 }
 
@@ -497,8 +274,8 @@ fn new_repo_spec_file_is_plain_text() {
 
 #[test]
 fn same_content_twice_is_one_file_with_count_two() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     // A small file (whole-buffer path) and a large one (streaming path,
     // over the 1 MiB chunk), each stored twice from two different files.
     let small = text(5000, 1);
@@ -507,7 +284,7 @@ fn same_content_twice_is_one_file_with_count_two() {
     let b = env.write_src("b", &small);
     let c = env.write_src("c", &large);
     let d = env.write_src("d", &large);
-    let t = store(&dir, &[&a, &b, &c, &d]);
+    let t = lib_api::store(&dir, &[&a, &b, &c, &d]);
     assert_eq!(t[0], t[1]);
     assert_eq!(t[2], t[3]);
     assert_ne!(t[0], t[2]);
@@ -523,10 +300,10 @@ fn same_content_twice_is_one_file_with_count_two() {
             .collect();
         assert_eq!(entries, [format!("{hex}.gz")]);
         let gz = gz_path(&dir, &token);
-        assert_eq!(&gunzip(&gz), data, "zcat of the content file");
+        assert_eq!(&gunzip_file(&gz), data, "zcat of the content file");
         assert_eq!(&read_back(&dir, &token), data);
 
-        let items = env.items("home");
+        let items = items(&env, "home");
         let item = items.iter().find(|i| i.token == hex).unwrap();
         assert_eq!(item.refs, 2);
         assert_eq!(item.size, data.len() as u64);
@@ -534,16 +311,16 @@ fn same_content_twice_is_one_file_with_count_two() {
         assert!(item.stored < item.size);
         assert_eq!(item.form, "gzip");
     }
-    assert_eq!(env.items("home").len(), 2);
+    assert_eq!(items(&env, "home").len(), 2);
     // The fan-out dirs hold nothing but these content files.
-    let all_files: Vec<PathBuf> = tree(&dir.join("content"))
+    let all_files: Vec<PathBuf> = fs_state(&dir.join("content"))
         .into_iter()
-        .filter(|(_, n)| matches!(n, Node::File(_)))
+        .filter(|(_, n)| matches!(n, State::File(..)))
         .map(|(p, _)| p)
         .collect();
     assert_eq!(all_files.len(), 2, "{all_files:?}");
 
-    let (referenced, unreferenced) = env.stats("home");
+    let (referenced, unreferenced) = stats(&env, "home");
     assert_eq!(referenced.items, 2);
     assert_eq!(referenced.references, 4);
     assert_eq!(
@@ -555,14 +332,14 @@ fn same_content_twice_is_one_file_with_count_two() {
 
 #[test]
 fn uncompressed_repo_stores_plain_files() {
-    let env = Env::new();
-    let dir = env.new_repo("raw", false);
+    let env = World::new();
+    let dir = env.new_repo_with("raw", &["-U"]);
     let data = text(20_000, 3);
     let a = env.write_src("a", &data);
-    let t = store(&dir, &[&a])[0];
+    let t = lib_api::store(&dir, &[&a])[0];
     assert_eq!(fs::read(plain_path(&dir, &t)).unwrap(), data);
     assert!(!gz_path(&dir, &t).exists());
-    let items = env.items("raw");
+    let items = items(&env, "raw");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].form, "plain");
     assert_eq!(items[0].size, 20_000);
@@ -571,18 +348,18 @@ fn uncompressed_repo_stores_plain_files() {
 
 #[test]
 fn release_then_prune_removes_content() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let gone = text(5000, 4);
     let kept = text(7000, 5);
     let a = env.write_src("a", &gone);
     let b = env.write_src("b", &kept);
-    let t = store(&dir, &[&a, &b]);
+    let t = lib_api::store(&dir, &[&a, &b]);
     let gone_file = gz_path(&dir, &t[0]);
     let stored = fs::metadata(&gone_file).unwrap().len();
 
-    release(&dir, &t[..1]);
-    let (referenced, unreferenced) = env.stats("home");
+    assert_eq!(lib_api::release(&dir, &t[..1]), 0);
+    let (referenced, unreferenced) = stats(&env, "home");
     assert_eq!((referenced.items, referenced.references), (1, 1));
     assert_eq!(unreferenced.items, 1);
     assert_eq!(unreferenced.content, human(5000));
@@ -608,10 +385,10 @@ fn release_then_prune_removes_content() {
     assert_eq!(read_back(&dir, &t[1]), kept);
     assert!(!dir.join("lock").exists(), "prune released its lock");
 
-    let items = env.items("home");
+    let items = items(&env, "home");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].token, t[1].to_hex());
-    let (referenced, unreferenced) = env.stats("home");
+    let (referenced, unreferenced) = stats(&env, "home");
     assert_eq!((referenced.items, referenced.references), (1, 1));
     assert_eq!(unreferenced, StatsRow::zero());
 
@@ -621,8 +398,8 @@ fn release_then_prune_removes_content() {
 
 #[test]
 fn compress_and_uncompress_keep_reads_exact() {
-    let env = Env::new();
-    let dir = env.new_repo("raw", false);
+    let env = World::new();
+    let dir = env.new_repo_with("raw", &["-U"]);
     let small = text(30_000, 6);
     let large = text(3_000_000, 7);
     let random = noise(30_000, 8);
@@ -631,7 +408,7 @@ fn compress_and_uncompress_keep_reads_exact() {
         env.write_src("large", &large),
         env.write_src("random", &random),
     ];
-    let t = store(&dir, &[&files[0], &files[1], &files[2]]);
+    let t = lib_api::store(&dir, &[&files[0], &files[1], &files[2]]);
     let datas = [&small, &large, &random];
     let plain_total = (small.len() + large.len()) as u64;
 
@@ -657,11 +434,10 @@ fn compress_and_uncompress_keep_reads_exact() {
         assert_eq!(gz_path(&dir, token).exists(), compressed, "item {i}");
         assert_eq!(plain_path(&dir, token).exists(), !compressed, "item {i}");
         if compressed {
-            assert_eq!(&gunzip(&gz_path(&dir, token)), datas[i]);
+            assert_eq!(&gunzip_file(&gz_path(&dir, token)), datas[i]);
         }
     }
-    let forms: Vec<(String, String)> = env
-        .items("raw")
+    let forms: Vec<(String, String)> = items(&env, "raw")
         .into_iter()
         .map(|i| (i.token, i.form))
         .collect();
@@ -698,7 +474,7 @@ fn compress_and_uncompress_keep_reads_exact() {
         assert_eq!(&fs::read(plain_path(&dir, token)).unwrap(), datas[i]);
     }
     assert!(
-        env.items("raw")
+        items(&env, "raw")
             .iter()
             .all(|i| i.form == "plain" && i.stored == i.size)
     );
@@ -708,7 +484,7 @@ fn compress_and_uncompress_keep_reads_exact() {
     );
     // No temp files left in the fan-out dirs, and the lock is gone.
     assert!(
-        tree(&dir)
+        fs_state(&dir)
             .keys()
             .all(|p| !p.file_name().unwrap().as_bytes().starts_with(b"tmp.")),
     );
@@ -721,9 +497,9 @@ fn compress_and_uncompress_keep_reads_exact() {
 
 #[test]
 fn unknown_repository_is_reported_and_nothing_changes() {
-    let env = Env::new();
-    env.new_repo("home", true);
-    let before = tree(env.root());
+    let env = World::new();
+    env.new_repo("home");
+    let before = fs_state(env.root());
     for cmd in REPO_COMMANDS.iter().copied().chain([&["unlock"][..]]) {
         let mut args = cmd.to_vec();
         args.extend(["-R", "nope"]);
@@ -732,17 +508,17 @@ fn unknown_repository_is_reported_and_nothing_changes() {
             err.contains("no repository named `nope`") && err.contains("epygibus lr"),
             "{args:?}: {err}"
         );
-        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
+        assert_same_state(&before, &fs_state(env.root()), &format!("{args:?}"));
     }
 }
 
 #[test]
 fn repository_name_already_used_is_refused() {
-    let env = Env::new();
-    env.new_repo("home", true);
+    let env = World::new();
+    env.new_repo("home");
     let other = env.root().join("other");
     fs::create_dir(&other).unwrap();
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     for loc in [env.location(), other] {
         for extra in [None, Some("-U")] {
             let loc = format!("--location={}", loc.display());
@@ -760,16 +536,16 @@ fn repository_name_already_used_is_refused() {
                     ),
                 "{err}"
             );
-            common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
+            assert_same_state(&before, &fs_state(env.root()), &format!("{args:?}"));
         }
     }
 }
 
 #[test]
 fn names_outside_the_portable_set_are_refused() {
-    let env = Env::new();
-    env.new_repo("home", true);
-    let before = tree(env.root());
+    let env = World::new();
+    env.new_repo("home");
+    let before = fs_state(env.root());
     let long = "x".repeat(65);
     for bad in [
         "a b",
@@ -794,15 +570,15 @@ fn names_outside_the_portable_set_are_refused() {
             let err = env.fail(&args);
             assert!(err.contains("is not a valid name"), "{args:?}: {err}");
         }
-        common::assert_same_state(&before, &tree(env.root()), &format!("name {bad:?}"));
+        assert_same_state(&before, &fs_state(env.root()), &format!("name {bad:?}"));
     }
 }
 
 #[test]
 fn location_that_is_a_regular_file_is_refused() {
-    let env = Env::new();
+    let env = World::new();
     let file = env.write_src("not-a-dir", b"x");
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     let err = env.fail(&[
         "new_repo",
         &format!("--location={}", file.display()),
@@ -810,29 +586,29 @@ fn location_that_is_a_regular_file_is_refused() {
     ]);
     assert!(err.contains(&file.display().to_string()), "{err}");
     assert!(err.contains("is not a directory"), "{err}");
-    common::assert_same_state(&before, &tree(env.root()), "new_repo on a file");
+    assert_same_state(&before, &fs_state(env.root()), "new_repo on a file");
 }
 
 #[test]
 fn location_that_does_not_exist_is_refused() {
-    let env = Env::new();
+    let env = World::new();
     let missing = env.root().join("missing").join("deeper");
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     let err = env.fail(&["new_repo", "-L", missing.to_str().unwrap(), "home"]);
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert!(err.contains("No such file or directory"), "{err}");
-    common::assert_same_state(&before, &tree(env.root()), "new_repo on a missing dir");
+    assert_same_state(&before, &fs_state(env.root()), "new_repo on a missing dir");
     assert!(!missing.exists());
 }
 
 #[test]
 fn location_that_is_not_writable_is_refused() {
-    let env = Env::new();
-    let before = tree(env.root());
+    let env = World::new();
+    let before = fs_state(env.root());
     let err = env.fail(&["new_repo", "--location=/proc", "home"]);
     assert!(err.contains("/proc/epygibus.d"), "{err}");
     assert!(err.contains("could not create directory"), "{err}");
-    common::assert_same_state(&before, &tree(env.root()), "new_repo on /proc");
+    assert_same_state(&before, &fs_state(env.root()), "new_repo on /proc");
     assert!(!Path::new("/proc/epygibus.d").exists());
     assert!(!env.config_dir().join("repos").join("home").exists());
 }
@@ -860,13 +636,13 @@ fn corrupt_format_file_is_reported_and_left_alone() {
         ),
     ];
     for (what, bytes, reason) in variants {
-        let env = Env::new();
-        let dir = env.new_repo("home", true);
+        let env = World::new();
+        let dir = env.new_repo("home");
         let a = env.write_src("a", &text(3000, 9));
-        store(&dir, &[&a]);
+        lib_api::store(&dir, &[&a]);
         let format = dir.join("format");
         fs::write(&format, bytes).unwrap();
-        let before = tree(env.root());
+        let before = fs_state(env.root());
         for cmd in REPO_COMMANDS {
             let mut args = cmd.to_vec();
             args.extend(["-R", "home"]);
@@ -879,7 +655,7 @@ fn corrupt_format_file_is_reported_and_left_alone() {
                 "{what} {args:?}: {err}"
             );
             assert!(err.contains(reason), "{what} {args:?}: {err}");
-            common::assert_same_state(&before, &tree(env.root()), &format!("{what} {args:?}"));
+            assert_same_state(&before, &fs_state(env.root()), &format!("{what} {args:?}"));
         }
         assert_eq!(fs::read(&format).unwrap(), bytes);
     }
@@ -887,10 +663,10 @@ fn corrupt_format_file_is_reported_and_left_alone() {
 
 #[test]
 fn missing_format_file_says_not_a_repository() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     fs::remove_file(dir.join("format")).unwrap();
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     for cmd in REPO_COMMANDS {
         let mut args = cmd.to_vec();
         args.extend(["-R", "home"]);
@@ -899,7 +675,7 @@ fn missing_format_file_says_not_a_repository() {
             err.contains(&format!("{} is not an epygibus repository", dir.display())),
             "{args:?}: {err}"
         );
-        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
+        assert_same_state(&before, &fs_state(env.root()), &format!("{args:?}"));
     }
 }
 
@@ -914,13 +690,13 @@ fn corrupt_index_is_reported_and_left_byte_identical() {
         ("truncated to half", true, |b| b[..b.len() / 2].to_vec()),
     ];
     for (what, populated, corrupt) in variants {
-        let env = Env::new();
-        let dir = env.new_repo("home", true);
+        let env = World::new();
+        let dir = env.new_repo("home");
         if populated {
             let a = env.write_src("a", &text(3000, 11));
             let b = env.write_src("b", &text(4000, 12));
-            let t = store(&dir, &[&a, &b]);
-            release(&dir, &t[..1]);
+            let t = lib_api::store(&dir, &[&a, &b]);
+            assert_eq!(lib_api::release(&dir, &t[..1]), 0);
         }
         let index = newest_index(&dir);
         if !populated {
@@ -928,7 +704,7 @@ fn corrupt_index_is_reported_and_left_byte_identical() {
         }
         let bad = corrupt(&fs::read(&index).unwrap());
         fs::write(&index, &bad).unwrap();
-        let before = tree(env.root());
+        let before = fs_state(env.root());
         for cmd in REPO_COMMANDS {
             let mut args = cmd.to_vec();
             args.extend(["-R", "home"]);
@@ -941,23 +717,23 @@ fn corrupt_index_is_reported_and_left_byte_identical() {
                 "{what} (populated {populated}) {args:?}: {err}"
             );
             assert_eq!(fs::read(&index).unwrap(), bad, "{what} {args:?}");
-            common::assert_same_state(&before, &tree(env.root()), &format!("{what} {args:?}"));
+            assert_same_state(&before, &fs_state(env.root()), &format!("{what} {args:?}"));
         }
     }
 }
 
 #[test]
 fn lock_held_by_another_host_is_reported_then_unlocked() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let a = env.write_src("a", &text(3000, 13));
-    let t = store(&dir, &[&a]);
-    release(&dir, &t);
+    let t = lib_api::store(&dir, &[&a]);
+    assert_eq!(lib_api::release(&dir, &t), 0);
     let lock = dir.join("lock");
     let lock_text =
         "host = otherhost\npid = 12345\nstarted = 1700000000\ncommand = epygibus bu -A x\n";
     fs::write(&lock, lock_text).unwrap();
-    let before = tree(env.root());
+    let before = fs_state(env.root());
 
     for args in [
         &["prune", "-R", "home", "--lock-wait", "0"][..],
@@ -973,10 +749,10 @@ fn lock_held_by_another_host_is_reported_then_unlocked() {
         assert!(err.contains("epygibus bu -A x"), "{args:?}: {err}");
         assert!(err.contains("12345"), "{args:?}: {err}");
         assert_eq!(fs::read_to_string(&lock).unwrap(), lock_text);
-        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
+        assert_same_state(&before, &fs_state(env.root()), &format!("{args:?}"));
     }
     // Reading needs no lock.
-    let (_, unreferenced) = env.stats("home");
+    let (_, unreferenced) = stats(&env, "home");
     assert_eq!(unreferenced.items, 1);
 
     let out = env.ok(&["unlock", "-R", "home"]);
@@ -1002,8 +778,8 @@ fn lock_held_by_another_host_is_reported_then_unlocked() {
 
 #[test]
 fn unlock_removes_an_unreadable_lock_file() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let lock = dir.join("lock");
     fs::write(&lock, "not a lock\n").unwrap();
     env.ok(&["unlock", "-R", "home"]);
@@ -1016,8 +792,8 @@ fn unlock_removes_an_unreadable_lock_file() {
 
 #[test]
 fn unlock_says_it_removed_an_unreadable_lock_file() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let lock = dir.join("lock");
     fs::write(&lock, "not a lock\n").unwrap();
     assert_eq!(
@@ -1029,11 +805,11 @@ fn unlock_says_it_removed_an_unreadable_lock_file() {
 
 #[test]
 fn stale_lock_of_a_dead_local_process_is_broken() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let a = env.write_src("a", &text(3000, 14));
-    let t = store(&dir, &[&a]);
-    release(&dir, &t);
+    let t = lib_api::store(&dir, &[&a]);
+    assert_eq!(lib_api::release(&dir, &t), 0);
     let lock = dir.join("lock");
     let pid = dead_pid();
     fs::write(
@@ -1076,11 +852,11 @@ fn temp_entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn new_repo_over_an_existing_repository_directory_leaves_nothing() {
-    let first = Env::new();
-    let second = Env::new();
-    let dir = first.new_repo("home", true);
-    let before_first = tree(first.root());
-    let before_second = tree(second.root());
+    let first = World::new();
+    let second = World::new();
+    let dir = first.new_repo("home");
+    let before_first = fs_state(first.root());
+    let before_second = fs_state(second.root());
     let loc = format!("--location={}", first.location().display());
     for extra in [None, Some("-U")] {
         let mut args = vec!["new_repo", loc.as_str(), "home"];
@@ -1090,40 +866,40 @@ fn new_repo_over_an_existing_repository_directory_leaves_nothing() {
         assert!(err.contains("already exists"), "{err}");
         assert!(!second.config_dir().join("repos").join("home").exists());
         assert!(temp_entries(dir.parent().unwrap()).is_empty());
-        common::assert_same_state(&before_first, &tree(first.root()), "first env");
-        common::assert_same_state(&before_second, &tree(second.root()), "second env");
+        assert_same_state(&before_first, &fs_state(first.root()), "first env");
+        assert_same_state(&before_second, &fs_state(second.root()), "second env");
     }
     // The first repository is intact.
-    assert_eq!(first.stats("home"), (StatsRow::zero(), StatsRow::zero()));
+    assert_eq!(stats(&first, "home"), (StatsRow::zero(), StatsRow::zero()));
 }
 
 #[test]
 fn new_repo_whose_spec_cannot_be_written_is_rolled_back() {
-    let env = Env::new();
+    let env = World::new();
     // `repos` in the config dir is a file, so the spec cannot be written
     // after the repository directory was built.
     fs::write(env.config_dir().join("repos"), b"in the way").unwrap();
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     let err = env.fail(&["new_repo", "-L", env.location().to_str().unwrap(), "home"]);
     assert!(
         err.contains(&env.config_dir().join("repos").display().to_string()),
         "{err}"
     );
-    common::assert_same_state(&before, &tree(env.root()), "failed new_repo");
+    assert_same_state(&before, &fs_state(env.root()), "failed new_repo");
     assert!(!env.location().join("epygibus.d").exists());
 }
 
 #[test]
 fn new_repo_failing_inside_an_existing_user_dir_keeps_that_dir() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     let user_dir = dir.parent().unwrap().to_owned();
     fs::remove_file(env.config_dir().join("repos").join("home")).unwrap();
     // Now `home` is free in the config but taken at the location.
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     let err = env.fail(&["new_repo", "-L", env.location().to_str().unwrap(), "home"]);
     assert!(err.contains("already exists"), "{err}");
-    common::assert_same_state(&before, &tree(env.root()), "failed new_repo");
+    assert_same_state(&before, &fs_state(env.root()), "failed new_repo");
     assert!(temp_entries(&user_dir).is_empty());
 }
 
@@ -1133,7 +909,7 @@ fn new_repo_failing_inside_an_existing_user_dir_keeps_that_dir() {
 
 #[test]
 fn every_command_has_help() {
-    let env = Env::new();
+    let env = World::new();
     let commands: [(&str, &[&str]); 7] = [
         (
             "new_repo",
@@ -1172,7 +948,7 @@ fn every_command_has_help() {
 
 #[test]
 fn underscore_and_kebab_spellings_are_accepted() {
-    let env = Env::new();
+    let env = World::new();
     let loc = env.location();
     let loc = loc.to_str().unwrap();
     env.ok(&["new-repo", "--location", loc, "kebab"]);
@@ -1193,8 +969,8 @@ fn underscore_and_kebab_spellings_are_accepted() {
 
 #[test]
 fn usage_errors_and_odd_input_never_panic() {
-    let env = Env::new();
-    env.new_repo("home", true);
+    let env = World::new();
+    env.new_repo("home");
     let bad_utf8 = OsStr::from_bytes(b"ho\xffme");
     let cases: Vec<Vec<&OsStr>> = [
         &[][..],
@@ -1226,12 +1002,12 @@ fn usage_errors_and_odd_input_never_panic() {
         ],
     ])
     .collect();
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     for args in cases {
         let out = env.run(&args);
-        assert!(!out.status.success(), "{args:?} should fail");
+        assert_ne!(out.code, Some(0), "{args:?} should fail");
         assert!(!out.stderr.is_empty(), "{args:?} should say why");
-        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
+        assert_same_state(&before, &fs_state(env.root()), &format!("{args:?}"));
     }
     // Large but valid lock wait on an unlocked repository.
     assert_eq!(
@@ -1242,30 +1018,29 @@ fn usage_errors_and_odd_input_never_panic() {
 
 #[test]
 fn config_dir_that_is_a_file_is_an_error_not_a_panic() {
-    let env = Env::new();
+    let env = World::new();
     let file = env.write_src("cfg", b"x");
     let loc = env.location().display().to_string();
-    let before = tree(env.root());
+    let before = fs_state(env.root());
     for args in [
         &["lr"][..],
         &["repo_stats", "-R", "home"],
         &["new_repo", "-L", &loc, "home"],
     ] {
         let out = env
-            .cmd()
-            .env("EPYGIBUS_CONFIG_DIR", &file)
-            .args(args)
-            .output()
-            .unwrap();
-        assert_no_panic(&out, &args.iter().map(Into::into).collect::<Vec<_>>());
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
+            .exec(
+                env.cmd().env("EPYGIBUS_CONFIG_DIR", &file).args(args),
+                &format!("{args:?}"),
+            )
+            .utf8();
+        assert_eq!(out.code, Some(1), "{args:?}");
+        let stderr = out.stderr;
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(
             stderr.contains(&file.display().to_string()),
             "{args:?}: {stderr}"
         );
-        common::assert_same_state(&before, &tree(env.root()), &format!("{args:?}"));
+        assert_same_state(&before, &fs_state(env.root()), &format!("{args:?}"));
     }
 }
 
@@ -1273,14 +1048,14 @@ fn config_dir_that_is_a_file_is_an_error_not_a_panic() {
 /// must not make the command panic (exit status 101 and a backtrace).
 #[test]
 fn closed_stdout_is_not_a_panic() {
-    let env = Env::new();
-    let dir = env.new_repo("home", true);
+    let env = World::new();
+    let dir = env.new_repo("home");
     // Enough items that the listing cannot fit in any pipe buffer.
     let files: Vec<PathBuf> = (0..1000)
         .map(|i| env.write_src(&format!("f{i}"), &text(100, i)))
         .collect();
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    store(&dir, &refs);
+    lib_api::store(&dir, &refs);
     let loc = env.location().display().to_string();
     let mut panicked = Vec::new();
     for args in [
@@ -1296,7 +1071,7 @@ fn closed_stdout_is_not_a_panic() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = env.std_cmd().args(args).stdout(writer).output().unwrap();
+        let out = env.cmd().args(args).stdout(writer).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("panicked") || out.status.code() == Some(101) {
             panicked.push(format!("{args:?}: {}", stderr.lines().nth(1).unwrap_or("")));
@@ -1311,18 +1086,18 @@ fn closed_stdout_is_not_a_panic() {
 
 /// Stores one 1 GB file in a gzip and an uncompressed repository and 10,000
 /// small files in a gzip repository, printing timings. Run with
-/// `cargo test --release --test repo_cli -- --ignored --nocapture measure_store_throughput`.
+/// `cargo test --release --test it -- --ignored --nocapture measure_store_throughput`.
 #[test]
 #[ignore = "measurement; takes a while and needs ~3 GB of disk"]
 fn measure_store_throughput() {
     const BIG: usize = 1_000_000_000;
-    let env = Env::new();
-    let gz = env.new_repo("gz", true);
-    let plain = env.new_repo("plain", false);
-    let many = env.new_repo("many", true);
+    let env = World::new();
+    let gz = env.new_repo("gz");
+    let plain = env.new_repo_with("plain", &["-U"]);
+    let many = env.new_repo("many");
 
     // Moderately compressible: 64 KiB blocks, each half text half noise.
-    let big = env.src("big");
+    let big = env.src().join("big");
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(fs::File::create(&big).unwrap());
@@ -1342,16 +1117,9 @@ fn measure_store_throughput() {
     let mb = BIG as f64 / 1e6;
     for (label, dir) in [("gzip", &gz), ("uncompressed (-U)", &plain)] {
         let start = Instant::now();
-        let repo = open_locked(dir);
-        let session = repo.begin_backup();
-        let t = session.store_contents(&big).unwrap();
-        session.commit_counts().unwrap().snapshot_written().unwrap();
-        drop(repo);
+        let t = lib_api::store(dir, &[&big])[0];
         let secs = start.elapsed().as_secs_f64();
-        let (stored, _) = Repository::open_dir(dir, Access::ReadOnly)
-            .unwrap()
-            .content_storage_stats(&t)
-            .unwrap();
+        let stored = lib_api::stored_size(dir, &t);
         println!(
             "1 GB file, {label}: {secs:.2} s, {:.1} MB/s, stored {:.1} MB ({:.0}%)",
             mb / secs,
@@ -1361,11 +1129,7 @@ fn measure_store_throughput() {
     }
     // Storing the same content again only hashes it.
     let start = Instant::now();
-    let repo = open_locked(&gz);
-    let session = repo.begin_backup();
-    session.store_contents(&big).unwrap();
-    session.commit_counts().unwrap().snapshot_written().unwrap();
-    drop(repo);
+    lib_api::store(&gz, &[&big]);
     let secs = start.elapsed().as_secs_f64();
     println!(
         "1 GB file again (already stored, gzip): {secs:.2} s, {:.1} MB/s",
@@ -1376,13 +1140,10 @@ fn measure_store_throughput() {
     let small_dir = env.root().join("src").join("small");
     fs::create_dir(&small_dir).unwrap();
     let mut total = 0u64;
-    let mut x = 12345u64;
+    let mut rng = Rng::from_state(12345);
     let files: Vec<PathBuf> = (0..10_000u64)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = 1024 + (x % (7 * 1024 + 1)) as usize;
+            let len = 1024 + (rng.step() % (7 * 1024 + 1)) as usize;
             let mut data = text(len / 2, i);
             data.extend(noise(len - len / 2, i));
             total += len as u64;
@@ -1391,14 +1152,9 @@ fn measure_store_throughput() {
             p
         })
         .collect();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let start = Instant::now();
-    let repo = open_locked(&many);
-    let session = repo.begin_backup();
-    for f in &files {
-        session.store_contents(f).unwrap();
-    }
-    session.commit_counts().unwrap().snapshot_written().unwrap();
-    drop(repo);
+    lib_api::store(&many, &refs);
     let secs = start.elapsed().as_secs_f64();
     println!(
         "10,000 small files (1-8 KiB, {:.1} MB), gzip, one thread: {secs:.2} s, {:.0} files/s, {:.1} MB/s",

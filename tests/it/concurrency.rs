@@ -1,31 +1,29 @@
 //! Runs at the same time on one repository: they succeed or wait for the
 //! lock (saying who holds it), and reference counts stay exact.
 
-mod common;
-
 use std::fs;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, settle};
+use crate::world::{World, settle, text};
 
 /// A tree large enough that a backup of it takes a noticeable time.
-fn tree(env: &Env, name: &str, files: usize, seed: u64) -> std::path::PathBuf {
+fn tree(env: &World, name: &str, files: usize, seed: u64) -> std::path::PathBuf {
     let root = env.src().join(name);
     for i in 0..files {
         let dir = root.join(format!("d{}", i % 20));
         fs::create_dir_all(&dir).unwrap();
         fs::write(
             dir.join(format!("f{i}")),
-            common::text(2000 + i % 900, seed + i as u64),
+            text(2000 + i % 900, seed + i as u64),
         )
         .unwrap();
     }
     root
 }
 
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    env.std_cmd()
+fn spawn(env: &World, args: &[&str]) -> Child {
+    env.cmd()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -48,7 +46,7 @@ fn finish(child: Child, label: &str) -> String {
 
 #[test]
 fn prune_while_backups_run_deletes_nothing_referenced() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let a = tree(&env, "a", 600, 1);
     let b = tree(&env, "b", 600, 50_000);
@@ -97,7 +95,7 @@ fn prune_while_backups_run_deletes_nothing_referenced() {
 
 #[test]
 fn del_while_restore_runs_waits_and_restore_is_whole() {
-    let env = Env::new();
+    let env = World::new();
     env.new_repo("r");
     let a = tree(&env, "a", 1500, 7);
     env.new_archive("a", "r", &[&a], &[]);
@@ -135,7 +133,7 @@ fn del_while_restore_runs_waits_and_restore_is_whole() {
 
 #[test]
 fn a_waiting_run_says_who_holds_the_lock() {
-    let env = Env::new();
+    let env = World::new();
     let repo = env.new_repo("r");
     // A lock held by a live process on this host: ourselves.
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();

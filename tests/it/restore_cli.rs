@@ -13,248 +13,45 @@
 //! what is compared; listings that must hold atimes are taken before a
 //! backup reads the files.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::{CString, OsStr, OsString};
-use std::fs::{self, File, FileTimes};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
+use crate::world::files::{assert_no_temp_files, names_starting};
+use crate::world::snapshot::dir_at_mut;
+use crate::world::tree::{
+    Kind, assert_same_listing, assert_same_tree, blake3_of, listing_with_atimes, without_atimes,
+};
+use crate::world::{Rng, Run, World, chmod, lib_api, noise, ns, set_times, text};
 use epygibus::content::ContentToken;
-use epygibus::snapshot::format::{self, SnapshotName};
+use epygibus::snapshot::format::SnapshotName;
 use epygibus::snapshot::model::{Attrs, DirNode, Entry, FileName, FileNode, LinkNode, Node};
-use tempfile::TempDir;
 
 /// No command may run longer than this (a hang fails instead of blocking).
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Builds a `Vec<OsString>` of command-line arguments from anything that
-/// is `AsRef<OsStr>` (str, String, Path, PathBuf, OsStr…).
-macro_rules! args {
-    ($($a:expr),* $(,)?) => {
-        vec![$(OsString::from(AsRef::<OsStr>::as_ref(&$a))),*]
-    };
-}
-
 // ---------------------------------------------------------------------------
-// Running the binary in an isolated world
+// The world of a restore test
 // ---------------------------------------------------------------------------
 
-/// What one run of the binary did.
-struct Run {
-    label: String,
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
+/// A world with an output directory `out`.
+fn world() -> World {
+    let env = World::new().with_timeout(TIMEOUT);
+    fs::create_dir(env.out()).unwrap();
+    env
 }
 
-impl Run {
-    fn describe(&self) -> String {
-        let out = String::from_utf8_lossy(&self.stdout);
-        let out: String = out.chars().take(4000).collect();
-        format!(
-            "{}: exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.label, self.code, out, self.stderr
-        )
-    }
-
-    fn code(self, want: i32) -> Run {
-        assert_eq!(self.code, Some(want), "{}", self.describe());
-        self
-    }
-
-    /// Asserts a failure (status 1) that printed nothing on stdout.
-    fn failed(self) -> Run {
-        let run = self.code(1);
-        assert!(
-            run.stdout.is_empty(),
-            "printed on failure: {}",
-            run.describe()
-        );
-        assert!(
-            run.stderr.contains("epygibus: error: "),
-            "no error message: {}",
-            run.describe()
-        );
-        run
-    }
-
-    fn stderr_has(self, needle: &str) -> Run {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}: {}",
-            self.describe()
-        );
-        self
-    }
-
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// One isolated world: config, data, home, backup location, source trees
-/// and output directories, all in one temp dir.
-struct Env {
-    _tmp: TempDir,
-    root: PathBuf,
-    /// Run the binary as this user and group instead of root.
-    user: Option<u32>,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        // Canonical, so paths in snapshots match what the tests compute.
-        let root = fs::canonicalize(tmp.path()).unwrap();
-        for d in ["config", "data", "home", "loc", "src", "out"] {
-            fs::create_dir(root.join(d)).unwrap();
-        }
-        Env {
-            _tmp: tmp,
-            root,
-            user: None,
-        }
-    }
-
-    /// A world whose commands run as `uid` (group the same number); its
-    /// directories belong to that user.
-    fn new_as(uid: u32) -> Env {
-        let mut env = Env::new();
-        chmod(&env.root, 0o755);
-        for d in ["config", "data", "home", "loc", "src", "out"] {
-            std::os::unix::fs::chown(env.path(d), Some(uid), Some(uid)).unwrap();
-        }
-        env.user = Some(uid);
-        env
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
-    fn config_dir(&self) -> PathBuf {
-        self.path("config")
-    }
-
-    fn loc(&self) -> PathBuf {
-        self.path("loc")
-    }
-
-    fn src(&self) -> PathBuf {
-        self.path("src")
-    }
-
-    fn out(&self) -> PathBuf {
-        self.path("out")
-    }
-
-    fn bin() -> PathBuf {
-        PathBuf::from(assert_cmd::cargo::cargo_bin!("epygibus"))
-    }
-
-    /// Sets the isolated environment on any command.
-    fn isolate(&self, c: &mut std::process::Command) {
-        c.env("EPYGIBUS_CONFIG_DIR", self.config_dir())
-            .env("EPYGIBUS_DATA_DIR", self.path("data"))
-            .env("HOME", self.path("home"))
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("VISUAL")
-            .env_remove("EDITOR")
-            .current_dir(&self.root);
-        if let Some(id) = self.user {
-            use std::os::unix::process::CommandExt;
-            c.uid(id).gid(id);
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = std::process::Command::new(Self::bin());
-        self.isolate(&mut c);
-        let mut c = Command::from_std(c);
-        c.timeout(TIMEOUT);
-        c
-    }
-
-    fn exec(&self, mut cmd: Command, args: &[OsString]) -> Run {
-        let label = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let out = cmd.args(args).output().unwrap();
-        let run = Run {
-            label,
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(run.code.is_some(), "killed (timeout?): {}", run.describe());
-        assert!(!run.stderr.contains("panicked"), "{}", run.describe());
-        assert_ne!(run.code, Some(101), "{}", run.describe());
-        run
-    }
-
-    fn run(&self, args: Vec<OsString>) -> Run {
-        self.exec(self.cmd(), &args)
-    }
-
-    /// Runs with another current directory.
-    fn run_in(&self, dir: &Path, args: Vec<OsString>) -> Run {
-        let mut c = self.cmd();
-        c.current_dir(dir);
-        self.exec(c, &args)
-    }
-
-    /// Runs a command that must exit 0.
-    fn ok(&self, args: Vec<OsString>) -> Run {
-        self.run(args).code(0)
-    }
-
-    /// Creates repository `r` (with `repo_opts`) and archive `a` of
-    /// `include` (with `archive_opts`) at [`Env::loc`].
-    fn make_archive(&self, include: &Path, repo_opts: &[&str], archive_opts: &[&str]) -> Archive {
-        let loc = format!("--location={}", self.loc().display());
-        let mut a = args!["new_repo", loc];
-        a.extend(repo_opts.iter().map(OsString::from));
-        a.push("r".into());
-        self.ok(a);
-        let mut a = args!["new", "-A", "a", "-I", include, "-R", "r", loc];
-        a.extend(archive_opts.iter().map(OsString::from));
-        self.ok(a);
-        let spec = fs::read_to_string(self.config_dir().join("repos").join("r")).unwrap();
-        let repo_dir = PathBuf::from(
-            spec.lines()
-                .find_map(|l| l.strip_prefix("path = "))
-                .unwrap_or_else(|| panic!("no path line in {spec}")),
-        );
-        let show = self.ok(args!["show", "-A", "a"]).out();
-        let snapshot_dir = PathBuf::from(
-            show.lines()
-                .find_map(|l| l.strip_prefix("Snapshot directory:"))
-                .unwrap_or_else(|| panic!("no snapshot directory in {show}"))
-                .trim(),
-        );
-        assert!(
-            snapshot_dir.starts_with(self.loc()),
-            "{}",
-            snapshot_dir.display()
-        );
-        assert!(repo_dir.starts_with(self.loc()), "{}", repo_dir.display());
-        Archive {
-            snapshot_dir,
-            repo_dir,
-        }
-    }
-
-    /// Backs up archive `a`; it must succeed completely.
-    fn bu(&self) {
-        let run = self.ok(args!["bu", "-A", "a"]);
-        assert!(run.stderr.is_empty(), "{}", run.describe());
-    }
+/// A world whose commands run as `uid` (group the same number); its
+/// directories belong to that user.
+fn world_as(uid: u32) -> World {
+    let env = World::new_as(uid).with_timeout(TIMEOUT);
+    fs::create_dir(env.out()).unwrap();
+    std::os::unix::fs::chown(env.out(), Some(uid), Some(uid)).unwrap();
+    env
 }
 
 struct Archive {
@@ -262,58 +59,47 @@ struct Archive {
     repo_dir: PathBuf,
 }
 
+/// Creates repository `r` (with `repo_opts`) and archive `a` of `include`
+/// (with `archive_opts`) at the world's location.
+fn make_archive(env: &World, include: &Path, repo_opts: &[&str], archive_opts: &[&str]) -> Archive {
+    let repo_dir = env.new_repo_with("r", repo_opts);
+    let snapshot_dir = env.new_archive("a", "r", &[include], archive_opts);
+    assert!(
+        snapshot_dir.starts_with(env.location()),
+        "{}",
+        snapshot_dir.display()
+    );
+    assert!(
+        repo_dir.starts_with(env.location()),
+        "{}",
+        repo_dir.display()
+    );
+    Archive {
+        snapshot_dir,
+        repo_dir,
+    }
+}
+
+/// Backs up archive `a`; it must succeed completely.
+fn bu(env: &World) {
+    env.ok(&["bu", "-A", "a"]);
+}
+
 // ---------------------------------------------------------------------------
 // Data and fixtures
 // ---------------------------------------------------------------------------
-
-/// Incompressible bytes (xorshift64).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Compressible text: numbered lines from a small vocabulary.
-fn text(len: usize, seed: u64) -> Vec<u8> {
-    const WORDS: [&str; 8] = [
-        "backup", "content", "restore", "snapshot", "archive", "token", "gzip", "extract",
-    ];
-    let mut out = Vec::with_capacity(len + 64);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut line = 0u64;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        line += 1;
-        let w = WORDS[(x % 8) as usize];
-        out.extend_from_slice(format!("{seed} line {line}: the {w} comes back.\n").as_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Writes `len` pseudo-random bytes to `path` without holding them in
 /// memory; every 4 KiB block repeats its first half, so gzip saves a
 /// little ("compressible-ish").
 fn write_large(path: &Path, len: u64, seed: u64) {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = Rng::new(seed);
     let mut block = [0u8; 4096];
     let mut left = len;
     while left > 0 {
         for chunk in block[..2048].chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes());
+            chunk.copy_from_slice(&rng.step().to_le_bytes());
         }
         block.copy_within(..2048, 2048);
         let n = left.min(block.len() as u64) as usize;
@@ -327,69 +113,19 @@ fn bytes_path(base: &Path, rel: &[u8]) -> PathBuf {
     base.join(OsStr::from_bytes(rel))
 }
 
-fn systime(secs: i64, nanos: u32) -> SystemTime {
-    let base = if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    };
-    base + Duration::from_nanos(nanos.into())
-}
-
-/// Sets mtime and atime of a file or directory (following nothing: the
-/// path is opened, so it must not be a symlink).
-fn set_times(path: &Path, mtime: (i64, u32), atime: (i64, u32)) {
-    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    f.set_times(
-        FileTimes::new()
-            .set_modified(systime(mtime.0, mtime.1))
-            .set_accessed(systime(atime.0, atime.1)),
+/// Times (ns) for the n-th entry of a fixture: distinct, with nanoseconds.
+fn mtime_of(n: u32) -> i64 {
+    ns(
+        1_000_000_000 + i64::from(n) * 1000,
+        123_456_789 + i64::from(n),
     )
-    .unwrap_or_else(|e| panic!("set times of {}: {e}", path.display()));
 }
 
-/// Sets the times of a symlink itself.
-fn set_link_times(path: &Path, mtime: (i64, u32), atime: (i64, u32)) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let times = [
-        libc::timespec {
-            tv_sec: atime.0 as libc::time_t,
-            tv_nsec: atime.1 as _,
-        },
-        libc::timespec {
-            tv_sec: mtime.0 as libc::time_t,
-            tv_nsec: mtime.1 as _,
-        },
-    ];
-    // SAFETY: a valid NUL-terminated path and two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "utimensat {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Times for the n-th entry of a fixture: distinct, with nanoseconds.
-fn mtime_of(n: u32) -> (i64, u32) {
-    (1_000_000_000 + i64::from(n) * 1000, 123_456_789 + n)
-}
-
-fn atime_of(n: u32) -> (i64, u32) {
-    (1_100_000_000 + i64::from(n) * 1000, 987_654_321 - n)
+fn atime_of(n: u32) -> i64 {
+    ns(
+        1_100_000_000 + i64::from(n) * 1000,
+        987_654_321 - i64::from(n),
+    )
 }
 
 /// What [`build_hard_tree`] made that tests look at again.
@@ -494,17 +230,17 @@ fn build_hard_tree(tree: &Path) -> HardTree {
     // Times outside 1970..2038, to the nanosecond.
     set_times(
         &tree.join("before-1970.txt"),
-        (-1_000_000_000, 500_000_001),
-        (-999_999_999, 999_999_999),
+        ns(-1_000_000_000, 500_000_001),
+        ns(-999_999_999, 999_999_999),
     );
     set_times(
         &tree.join("after-2038.txt"),
-        (4_102_444_800, 1),
-        (4_102_444_801, 999_999_998),
+        ns(4_102_444_800, 1),
+        ns(4_102_444_801, 999_999_998),
     );
     for (name, _) in &links {
         n += 1;
-        set_link_times(&bytes_path(tree, name), mtime_of(n), atime_of(n));
+        set_times(&bytes_path(tree, name), mtime_of(n), atime_of(n));
     }
     // Directories last, deepest first, after their contents exist.
     let mut by_depth: Vec<&(&[u8], u32)> = dirs.iter().collect();
@@ -521,201 +257,8 @@ fn build_hard_tree(tree: &Path) -> HardTree {
 }
 
 // ---------------------------------------------------------------------------
-// Comparing trees
+// Looking at trees
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    /// Size, BLAKE3 (hex) and atime in ns (None once atimes are ignored).
-    File(u64, String, Option<i64>),
-    /// Target bytes, shown lossily.
-    Link(Vec<u8>),
-    Other(u32),
-}
-
-/// One entry as compared: type, content, permissions, owner, mtime, and
-/// the first relative name of its inode (the hard-link grouping).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Item {
-    kind: Kind,
-    perm: u32,
-    uid: u32,
-    gid: u32,
-    mtime_ns: i64,
-    inode_group: String,
-}
-
-/// Relative path bytes (`""` for the root itself) to item.
-type Listing = BTreeMap<Vec<u8>, Item>;
-
-fn ns(secs: i64, nanos: i64) -> i64 {
-    secs * 1_000_000_000 + nanos
-}
-
-/// Hashes a file without changing its atime.
-fn hash_file(path: &Path) -> String {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().to_hex().to_string()
-}
-
-/// Describes the tree at `root` (not following symlinks). All entries are
-/// lstat()ed before any file is read.
-fn listing(root: &Path) -> Listing {
-    fn walk(base: &Path, rel: &[u8], out: &mut Vec<(Vec<u8>, fs::Metadata)>) {
-        let path = bytes_path(base, rel);
-        let meta =
-            fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
-        let is_dir = meta.is_dir();
-        out.push((rel.to_vec(), meta));
-        if is_dir {
-            let mut names: Vec<Vec<u8>> = fs::read_dir(&path)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().as_bytes().to_vec())
-                .collect();
-            names.sort();
-            for name in names {
-                let mut child = rel.to_vec();
-                if !child.is_empty() {
-                    child.push(b'/');
-                }
-                child.extend_from_slice(&name);
-                walk(base, &child, out);
-            }
-        }
-    }
-    let mut metas = Vec::new();
-    walk(root, b"", &mut metas);
-    let mut first_name: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut out = Listing::new();
-    for (rel, m) in metas {
-        let path = bytes_path(root, &rel);
-        let ft = m.file_type();
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Link(
-                fs::read_link(&path)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes(),
-            )
-        } else if ft.is_file() {
-            Kind::File(m.len(), String::new(), Some(ns(m.atime(), m.atime_nsec())))
-        } else {
-            Kind::Other(m.mode() & 0o170000)
-        };
-        let group = if ft.is_file() && m.nlink() > 1 {
-            first_name
-                .entry((m.dev(), m.ino()))
-                .or_insert_with(|| rel.clone())
-                .clone()
-        } else {
-            rel.clone()
-        };
-        out.insert(
-            rel,
-            Item {
-                kind,
-                perm: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
-                mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-                inode_group: String::from_utf8_lossy(&group).into_owned(),
-            },
-        );
-    }
-    // Second pass: content, after every atime was taken.
-    for (rel, item) in out.iter_mut() {
-        if let Kind::File(_, hash, _) = &mut item.kind {
-            *hash = hash_file(&bytes_path(root, rel));
-        }
-    }
-    out
-}
-
-/// The listing without file atimes (for trees whose files were read).
-fn without_atimes(mut l: Listing) -> Listing {
-    for item in l.values_mut() {
-        if let Kind::File(_, _, atime) = &mut item.kind {
-            *atime = None;
-        }
-    }
-    l
-}
-
-/// Fails with every differing entry when two listings differ.
-fn assert_same_listing(want: &Listing, got: &Listing, what: &str) {
-    let mut diff = Vec::new();
-    for (p, w) in want {
-        let name = String::from_utf8_lossy(p);
-        match got.get(p) {
-            None => diff.push(format!("missing `{name}`: want {w:?}")),
-            Some(g) if g != w => {
-                diff.push(format!("differs `{name}`:\n  want {w:?}\n  got  {g:?}"))
-            }
-            _ => {}
-        }
-    }
-    for (p, g) in got {
-        if !want.contains_key(p) {
-            diff.push(format!("extra `{}`: {g:?}", String::from_utf8_lossy(p)));
-        }
-    }
-    assert!(
-        diff.is_empty(),
-        "{what}: trees differ:\n{}",
-        diff.join("\n")
-    );
-}
-
-/// Walks two trees and asserts they are the same in every compared
-/// respect; atimes of files only when `atimes`.
-fn assert_same_tree(a: &Path, b: &Path, atimes: bool, what: &str) {
-    let (la, lb) = (listing(a), listing(b));
-    if atimes {
-        assert_same_listing(&la, &lb, what);
-    } else {
-        assert_same_listing(&without_atimes(la), &without_atimes(lb), what);
-    }
-}
-
-/// Every name (recursively) under `dir` starting with `prefix`.
-fn names_starting(dir: &Path, prefix: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return found;
-    };
-    for e in entries {
-        let e = e.unwrap();
-        let p = e.path();
-        if e.file_name().as_bytes().starts_with(prefix) {
-            found.push(p.clone());
-        }
-        if e.file_type().unwrap().is_dir() {
-            found.extend(names_starting(&p, prefix));
-        }
-    }
-    found
-}
-
-fn assert_no_temp_files(dir: &Path) {
-    let temps = names_starting(dir, b"tmp.");
-    assert!(temps.is_empty(), "temp files left behind: {temps:?}");
-}
 
 fn dir_is_empty(dir: &Path) -> bool {
     fs::read_dir(dir).unwrap().next().is_none()
@@ -786,9 +329,9 @@ fn aside_name_checker_works() {
 
 /// Removes a tree, making read-only directories writable first.
 fn remove_tree(path: &Path) {
-    for (rel, item) in listing(path) {
+    for (rel, item) in listing_with_atimes(path) {
         if item.kind == Kind::Dir {
-            chmod(&bytes_path(path, &rel), 0o755);
+            chmod(&path.join(rel), 0o755);
         }
     }
     fs::remove_dir_all(path).unwrap();
@@ -805,31 +348,37 @@ fn mtime_ns(path: &Path) -> i64 {
 
 #[test]
 fn extract_dir_round_trips_the_hard_tree() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     build_hard_tree(&tree);
-    let before = listing(&tree);
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let before = listing_with_atimes(&tree);
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
 
     let out = env.out();
-    let run = env.ok(args![
-        "extract",
-        "-A",
-        "a",
-        "--dir",
-        tree,
-        "--into_dir",
-        out,
-        "--stats"
-    ]);
+    let run = env
+        .run(&args![
+            "extract",
+            "-A",
+            "a",
+            "--dir",
+            tree,
+            "--into_dir",
+            out,
+            "--stats"
+        ])
+        .code(0);
     assert!(run.stderr.is_empty(), "{}", run.describe());
-    assert!(run.out().contains("0 problems"), "{}", run.describe());
-    assert!(run.out().starts_with("Extracted "), "{}", run.describe());
+    assert!(run.stdout.contains("0 problems"), "{}", run.describe());
+    assert!(run.stdout.starts_with("Extracted "), "{}", run.describe());
     assert_eq!(entry_names(&out), ["tree"]);
     let copy = out.join("tree");
     // Against the tree as it was before the backup read it (atimes)…
-    assert_same_listing(&before, &listing(&copy), "extract vs source before backup");
+    assert_same_listing(
+        &before,
+        &listing_with_atimes(&copy),
+        "extract vs source before backup",
+    );
     // …and against the live tree, walking both.
     assert_same_tree(&tree, &copy, false, "extract vs live source");
     // The fixture really has what it claims.
@@ -849,40 +398,44 @@ fn extract_dir_round_trips_the_hard_tree() {
 
 #[test]
 fn restore_all_after_deleting_recreates_the_hard_tree() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     build_hard_tree(&tree);
-    let expected = listing(&tree);
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let expected = listing_with_atimes(&tree);
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     assert_same_listing(
         &without_atimes(expected.clone()),
-        &without_atimes(listing(&tree)),
+        &without_atimes(listing_with_atimes(&tree)),
         "the backup changed the source",
     );
 
     remove_tree(&tree);
     assert!(!tree.exists());
-    let run = env.ok(args!["restore", "-A", "a", "--all", "--stats"]);
+    let run = env
+        .run(&args!["restore", "-A", "a", "--all", "--stats"])
+        .code(0);
     assert!(run.stderr.is_empty(), "{}", run.describe());
-    let stats = run.out();
+    let stats = run.stdout;
     assert!(stats.starts_with("Restored "), "{stats}");
     assert!(stats.contains("0 problems"), "{stats}");
     assert!(stats.contains("2 hard links"), "{stats}");
     assert_same_listing(
         &expected,
-        &listing(&tree),
+        &listing_with_atimes(&tree),
         "restore --all vs before deletion",
     );
     assert_no_temp_files(&env.src());
 
     // A second restore finds everything up to date and changes nothing.
-    let run = env.ok(args!["restore", "-A", "a", "--all", "--stats"]);
+    let run = env
+        .run(&args!["restore", "-A", "a", "--all", "--stats"])
+        .code(0);
     assert!(run.stderr.is_empty(), "{}", run.describe());
-    assert!(run.out().contains("0 problems"), "{}", run.describe());
+    assert!(run.stdout.contains("0 problems"), "{}", run.describe());
     assert_same_listing(
         &without_atimes(expected),
-        &without_atimes(listing(&tree)),
+        &without_atimes(listing_with_atimes(&tree)),
         "second restore --all",
     );
     assert!(
@@ -896,7 +449,7 @@ fn restore_all_after_deleting_recreates_the_hard_tree() {
 /// mode, owner and times the snapshot recorded for them.
 #[test]
 fn restore_all_recreates_missing_parents_with_their_attributes() {
-    let env = Env::new();
+    let env = world();
     let parent = env.src().join("parent");
     fs::create_dir(&parent).unwrap();
     let tree = parent.join("tree");
@@ -908,11 +461,11 @@ fn restore_all_recreates_missing_parents_with_their_attributes() {
     std::os::unix::fs::chown(&parent, Some(3333), Some(4444)).unwrap();
     set_times(&parent, mtime_of(3), atime_of(3));
     let want = fs::symlink_metadata(&parent).unwrap();
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     fs::remove_dir_all(&parent).unwrap();
 
-    env.ok(args!["restore", "-A", "a", "--all"]);
+    env.run(&args!["restore", "-A", "a", "--all"]).code(0);
     assert_eq!(fs::read(tree.join("f.txt")).unwrap(), b"file\n");
     let got = fs::symlink_metadata(&parent).unwrap();
     assert_eq!(got.mode() & 0o7777, 0o710);
@@ -930,7 +483,7 @@ fn restore_all_recreates_missing_parents_with_their_attributes() {
 #[test]
 fn restore_all_as_a_regular_user_recreates_a_read_only_missing_parent() {
     const NOBODY: u32 = 65534;
-    let env = Env::new_as(NOBODY);
+    let env = world_as(NOBODY);
     let parent = env.src().join("parent");
     let tree = parent.join("tree");
     fs::create_dir_all(&tree).unwrap();
@@ -939,12 +492,12 @@ fn restore_all_as_a_regular_user_recreates_a_read_only_missing_parent() {
         std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
     }
     chmod(&parent, 0o555);
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     chmod(&parent, 0o755);
     fs::remove_dir_all(&parent).unwrap();
 
-    env.ok(args!["restore", "-A", "a", "--all"]);
+    env.run(&args!["restore", "-A", "a", "--all"]).code(0);
     assert_eq!(fs::read(tree.join("f.txt")).unwrap(), b"mine\n");
     let m = fs::metadata(&parent).unwrap();
     assert_eq!(m.mode() & 0o7777, 0o555);
@@ -957,7 +510,7 @@ fn restore_all_as_a_regular_user_recreates_a_read_only_missing_parent() {
 
 #[test]
 fn back_selects_the_right_snapshot() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir(&tree).unwrap();
     let f = tree.join("f.txt");
@@ -967,17 +520,12 @@ fn back_selects_the_right_snapshot() {
     );
     fs::write(&f, v1).unwrap();
     set_times(&f, mtime_of(1), atime_of(1));
-    let a = env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let a = make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     fs::write(&f, v2).unwrap();
     set_times(&f, mtime_of(2), atime_of(2));
-    env.bu();
-    assert_eq!(
-        format::list_snapshots(&epygibus::store::LocalStore::new(&a.snapshot_dir))
-            .unwrap()
-            .len(),
-        2
-    );
+    bu(&env);
+    assert_eq!(lib_api::list_snapshots(&a.snapshot_dir).len(), 2);
 
     let cat = |back: Option<&str>| {
         let mut a = args!["cat", "-A", "a"];
@@ -985,7 +533,7 @@ fn back_selects_the_right_snapshot() {
             a.push(format!("--back={b}").into());
         }
         a.push(f.clone().into());
-        env.ok(a).stdout
+        env.run(&a).code(0).stdout_bytes
     };
     assert_eq!(cat(None), v2);
     assert_eq!(cat(Some("0")), v2);
@@ -993,14 +541,21 @@ fn back_selects_the_right_snapshot() {
     assert_eq!(cat(Some("-1")), v1);
     assert_eq!(cat(Some("-2")), v2);
     // Also as two words.
-    assert_eq!(env.ok(args!["cat", "-A", "a", "--back", "1", f]).stdout, v1);
     assert_eq!(
-        env.ok(args!["cat", "-A", "a", "--back", "-1", f]).stdout,
+        env.run(&args!["cat", "-A", "a", "--back", "1", f])
+            .code(0)
+            .stdout_bytes,
+        v1
+    );
+    assert_eq!(
+        env.run(&args!["cat", "-A", "a", "--back", "-1", f])
+            .code(0)
+            .stdout_bytes,
         v1
     );
 
     let out = env.out();
-    env.ok(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1010,19 +565,19 @@ fn back_selects_the_right_snapshot() {
         f,
         "--into_dir",
         out
-    ]);
+    ])
+    .code(0);
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), v1);
-    assert_eq!(
-        mtime_ns(&out.join("f.txt")),
-        ns(mtime_of(1).0, mtime_of(1).1.into())
-    );
+    assert_eq!(mtime_ns(&out.join("f.txt")), mtime_of(1));
     fs::remove_file(out.join("f.txt")).unwrap();
-    env.ok(args!["extract", "-A", "a", "--file", f, "--into_dir", out]);
+    env.run(&args!["extract", "-A", "a", "--file", f, "--into_dir", out])
+        .code(0);
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), v2);
     fs::remove_file(out.join("f.txt")).unwrap();
 
     // restore --back 1 puts the old version back, the current one aside.
-    env.ok(args!["restore", "-A", "a", "--back", "1", "--file", f]);
+    env.run(&args!["restore", "-A", "a", "--back", "1", "--file", f])
+        .code(0);
     assert_eq!(fs::read(&f).unwrap(), v1);
     let asides = asides_of(&tree, "f.txt");
     assert_eq!(asides.len(), 1, "{asides:?}");
@@ -1033,13 +588,13 @@ fn back_selects_the_right_snapshot() {
     // Out of range: an error, and nothing written anywhere.
     for back in ["5", "2", "-3"] {
         let b = format!("--back={back}");
-        env.run(args!["cat", "-A", "a", b, f])
+        env.run(&args!["cat", "-A", "a", b, f])
             .failed()
             .stderr_has("out of range");
-        env.run(args!["ls", "-A", "a", b, tree])
+        env.run(&args!["ls", "-A", "a", b, tree])
             .failed()
             .stderr_has("out of range");
-        env.run(args![
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1051,7 +606,7 @@ fn back_selects_the_right_snapshot() {
         ])
         .failed()
         .stderr_has("out of range");
-        env.run(args![
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1063,10 +618,10 @@ fn back_selects_the_right_snapshot() {
         ])
         .failed()
         .stderr_has("out of range");
-        env.run(args!["restore", "-A", "a", b, "--file", f])
+        env.run(&args!["restore", "-A", "a", b, "--file", f])
             .failed()
             .stderr_has("out of range");
-        env.run(args!["restore", "-A", "a", b, "--all"])
+        env.run(&args!["restore", "-A", "a", b, "--all"])
             .failed()
             .stderr_has("out of range");
     }
@@ -1081,7 +636,7 @@ fn back_selects_the_right_snapshot() {
 
 #[test]
 fn restore_moves_differing_files_aside_unless_overwrite_and_skips_equal_ones() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir(&tree).unwrap();
     let f = tree.join("f.txt");
@@ -1089,16 +644,18 @@ fn restore_moves_differing_files_aside_unless_overwrite_and_skips_equal_ones() {
     fs::write(&f, snap).unwrap();
     chmod(&f, 0o640);
     set_times(&f, mtime_of(1), atime_of(1));
-    let want = listing(&tree)[&b"f.txt".to_vec()].clone();
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let want = listing_with_atimes(&tree)[Path::new("f.txt")].clone();
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
 
     // A differing local copy (different size) is moved aside.
     fs::write(&f, b"local edits, longer than before\n").unwrap();
-    let run = env.ok(args!["restore", "-A", "a", "--file", f, "--stats"]);
+    let run = env
+        .run(&args!["restore", "-A", "a", "--file", f, "--stats"])
+        .code(0);
     assert!(run.stderr.contains("moved"), "{}", run.describe());
     // The listing first: reading the file would change its atime.
-    assert_eq!(listing(&tree)[&b"f.txt".to_vec()], want);
+    assert_eq!(listing_with_atimes(&tree)[Path::new("f.txt")], want);
     assert_eq!(fs::read(&f).unwrap(), snap);
     let asides = asides_of(&tree, "f.txt");
     assert_eq!(asides.len(), 1, "{asides:?}");
@@ -1111,12 +668,16 @@ fn restore_moves_differing_files_aside_unless_overwrite_and_skips_equal_ones() {
         "{}",
         run.describe()
     );
-    assert!(run.out().contains("Restored 1 files"), "{}", run.describe());
+    assert!(
+        run.stdout.contains("Restored 1 files"),
+        "{}",
+        run.describe()
+    );
 
     // Same size, different bytes: also moved aside (a second aside name).
     let same_size: Vec<u8> = snap.iter().map(|b| b.to_ascii_uppercase()).collect();
     fs::write(&f, &same_size).unwrap();
-    env.ok(args!["restore", "-A", "a", "--file", f]);
+    env.run(&args!["restore", "-A", "a", "--file", f]).code(0);
     assert_eq!(fs::read(&f).unwrap(), snap);
     let asides = asides_of(&tree, "f.txt");
     assert_eq!(asides.len(), 2, "{asides:?}");
@@ -1125,7 +686,9 @@ fn restore_moves_differing_files_aside_unless_overwrite_and_skips_equal_ones() {
     // --overwrite: no aside file, for either size.
     for local in [&b"overwritten locally\n"[..], &same_size[..]] {
         fs::write(&f, local).unwrap();
-        let run = env.ok(args!["restore", "-A", "a", "--overwrite", "--file", f]);
+        let run = env
+            .run(&args!["restore", "-A", "a", "--overwrite", "--file", f])
+            .code(0);
         assert!(!run.stderr.contains("moved"), "{}", run.describe());
         assert_eq!(fs::read(&f).unwrap(), snap);
         assert_eq!(asides_of(&tree, "f.txt").len(), 2);
@@ -1133,14 +696,20 @@ fn restore_moves_differing_files_aside_unless_overwrite_and_skips_equal_ones() {
 
     // Equal content: left alone (same inode), reported as up to date.
     let ino = fs::metadata(&f).unwrap().ino();
-    let run = env.ok(args!["restore", "-A", "a", "--file", f, "--stats"]);
+    let run = env
+        .run(&args!["restore", "-A", "a", "--file", f, "--stats"])
+        .code(0);
     assert!(run.stderr.is_empty(), "{}", run.describe());
     assert!(
-        run.out().contains("1 files already up to date"),
+        run.stdout.contains("1 files already up to date"),
         "{}",
         run.describe()
     );
-    assert!(run.out().contains("Restored 0 files"), "{}", run.describe());
+    assert!(
+        run.stdout.contains("Restored 0 files"),
+        "{}",
+        run.describe()
+    );
     assert_eq!(fs::metadata(&f).unwrap().ino(), ino);
     assert_eq!(asides_of(&tree, "f.txt").len(), 2);
     assert_eq!(entry_names(&tree).len(), 3);
@@ -1152,18 +721,18 @@ fn restore_moves_differing_files_aside_unless_overwrite_and_skips_equal_ones() {
 
 #[test]
 fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     build_hard_tree(&tree);
-    let before = listing(&tree);
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let before = listing_with_atimes(&tree);
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     let out = env.out();
     let hello = tree.join("hello.txt");
 
     // An existing file is not replaced.
     fs::write(out.join("hello.txt"), b"existing\n").unwrap();
-    env.run(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1180,7 +749,7 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
     // --overwrite replaces it: longer and same-size local copies.
     for local in [&b"existing, and much longer\n"[..], b"HELLO\n"] {
         fs::write(out.join("hello.txt"), local).unwrap();
-        env.ok(args![
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1189,10 +758,11 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
             "--into_dir",
             out,
             "--overwrite"
-        ]);
+        ])
+        .code(0);
         // The listing first: reading the file would change its atime.
-        let l = listing(&out);
-        assert_eq!(l[&b"hello.txt".to_vec()], before[&b"hello.txt".to_vec()]);
+        let l = listing_with_atimes(&out);
+        assert_eq!(l[Path::new("hello.txt")], before[Path::new("hello.txt")]);
         assert_eq!(fs::read(out.join("hello.txt")).unwrap(), b"hello\n");
         assert_eq!(
             entry_names(&out),
@@ -1202,7 +772,7 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
     }
 
     // --with_name: the copy has the new name and the original's attributes.
-    env.ok(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1212,17 +782,17 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
         out,
         "--with_name",
         "renamed.txt"
-    ]);
-    let l = listing(&out);
-    let mut want = before[&b"hello.txt".to_vec()].clone();
-    want.inode_group = "renamed.txt".into();
-    assert_eq!(l[&b"renamed.txt".to_vec()], want);
+    ])
+    .code(0);
+    let l = listing_with_atimes(&out);
+    let want = before[Path::new("hello.txt")].clone();
+    assert_eq!(l[Path::new("renamed.txt")], want);
     assert_eq!(fs::read(out.join("renamed.txt")).unwrap(), b"hello\n");
     assert_eq!(entry_names(&out), ["hello.txt", "renamed.txt"]);
 
     // A directory under another name, and a refusal when it exists.
     let nested = tree.join("nested");
-    env.ok(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1232,7 +802,8 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
         out,
         "--with-name",
         "nest copy"
-    ]);
+    ])
+    .code(0);
     assert_same_tree(
         &nested,
         &out.join("nest copy"),
@@ -1240,7 +811,7 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
         "extract --dir --with_name",
     );
     fs::write(out.join("nest copy/nested-local.txt"), b"mine\n").unwrap();
-    env.run(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1259,7 +830,7 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
     );
 
     // A symlink extracts as a symlink.
-    env.ok(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1267,7 +838,8 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
         tree.join("link-rel-dir"),
         "--into_dir",
         out
-    ]);
+    ])
+    .code(0);
     assert_eq!(
         fs::read_link(out.join("link-rel-dir")).unwrap(),
         Path::new("nested/a")
@@ -1278,13 +850,13 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
     fs::create_dir(&cwd).unwrap();
     env.run_in(
         &cwd,
-        args!["extract", "-A", "a", "--file", tree.join("big.bin")],
+        &args!["extract", "-A", "a", "--file", tree.join("big.bin")],
     )
     .code(0);
     assert_eq!(entry_names(&cwd), ["big.bin"]);
     assert_eq!(
-        listing(&cwd)[&b"big.bin".to_vec()],
-        before[&b"big.bin".to_vec()]
+        listing_with_atimes(&cwd)[Path::new("big.bin")],
+        before[Path::new("big.bin")]
     );
     assert_no_temp_files(&out);
 }
@@ -1295,39 +867,42 @@ fn extract_refuses_existing_targets_overwrites_on_request_and_renames() {
 
 #[test]
 fn cat_prints_exact_bytes_and_ls_decorates() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     let hard = build_hard_tree(&tree);
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
 
-    let cat = |p: PathBuf| env.ok(args!["cat", "-A", "a", p]);
+    let cat = |p: PathBuf| env.run(&args!["cat", "-A", "a", p]).code(0);
     let run = cat(tree.join("big.bin"));
     assert!(run.stderr.is_empty());
     assert!(
-        run.stdout == hard.big,
+        run.stdout_bytes == hard.big,
         "cat big.bin: {} bytes differ",
-        run.stdout.len()
+        run.stdout_bytes.len()
     );
-    assert!(cat(tree.join("empty")).stdout.is_empty());
-    assert_eq!(cat(bytes_path(&tree, BAD_NAME)).stdout, b"not utf-8 name\n");
+    assert!(cat(tree.join("empty")).stdout_bytes.is_empty());
     assert_eq!(
-        cat(tree.join("text.txt")).stdout,
+        cat(bytes_path(&tree, BAD_NAME)).stdout_bytes,
+        b"not utf-8 name\n"
+    );
+    assert_eq!(
+        cat(tree.join("text.txt")).stdout_bytes,
         fs::read(tree.join("text.txt")).unwrap()
     );
     assert_eq!(
-        cat(tree.join("ro-dir/hard-3")).stdout,
+        cat(tree.join("ro-dir/hard-3")).stdout_bytes,
         b"one inode, three names\n"
     );
     // A relative path is taken from the current directory.
     let rel = env
-        .run_in(&tree, args!["cat", "-A", "a", "nested/../hello.txt"])
+        .run_in(&tree, &args!["cat", "-A", "a", "nested/../hello.txt"])
         .code(0);
-    assert_eq!(rel.stdout, b"hello\n");
-    env.run(args!["cat", "-A", "a", tree.join("nested")])
+    assert_eq!(rel.stdout_bytes, b"hello\n");
+    env.run(&args!["cat", "-A", "a", tree.join("nested")])
         .failed()
         .stderr_has("--dir");
-    env.run(args!["cat", "-A", "a", tree.join("link-rel-file")])
+    env.run(&args!["cat", "-A", "a", tree.join("link-rel-file")])
         .failed()
         .stderr_has("symlink");
 
@@ -1354,25 +929,33 @@ fn cat_prints_exact_bytes_and_ls_decorates() {
     }
     assert!(want.contains("nested/\n") && want.contains("link-rel-file -> hello.txt\n"));
     assert!(want.contains("link-to-bad-name -> bad-\u{fffd}\u{fffd}-name\n"));
-    let ls = env.ok(args!["ls", "-A", "a", tree]);
+    let ls = env.run(&args!["ls", "-A", "a", tree]).code(0);
     assert!(ls.stderr.is_empty());
-    assert_eq!(ls.out(), want);
-    let ldc = env.ok(args!["ldc", "-A", "a", tree]);
-    assert_eq!(ldc.out(), want);
+    assert_eq!(ls.stdout, want);
+    let ldc = env.run(&args!["ldc", "-A", "a", tree]).code(0);
+    assert_eq!(ldc.stdout, want);
     // A trailing slash and a relative path name the same directory.
     assert_eq!(
-        env.ok(args!["ls", "-A", "a", format!("{}/", tree.display())])
-            .out(),
+        env.run(&args!["ls", "-A", "a", format!("{}/", tree.display())])
+            .code(0)
+            .stdout,
         want
     );
     assert_eq!(
-        env.run_in(&tree, args!["ls", "-A", "a", "."]).code(0).out(),
+        env.run_in(&tree, &args!["ls", "-A", "a", "."])
+            .code(0)
+            .stdout,
         want
     );
-    let sub = env.ok(args!["ls", "-A", "a", tree.join("nested")]).out();
+    let sub = env
+        .run(&args!["ls", "-A", "a", tree.join("nested")])
+        .code(0)
+        .stdout;
     assert_eq!(sub, "a/\nhard-2\nup -> ../hello.txt\n");
     assert_eq!(
-        env.ok(args!["ls", "-A", "a", tree.join("empty-dir")]).out(),
+        env.run(&args!["ls", "-A", "a", tree.join("empty-dir")])
+            .code(0)
+            .stdout,
         ""
     );
     // The root lists the first component of the include's path.
@@ -1383,15 +966,18 @@ fn cat_prints_exact_bytes_and_ls_decorates() {
         .as_os_str()
         .to_string_lossy()
         .into_owned();
-    assert_eq!(env.ok(args!["ls", "-A", "a"]).out(), format!("{first}/\n"));
+    assert_eq!(
+        env.run(&args!["ls", "-A", "a"]).code(0).stdout,
+        format!("{first}/\n")
+    );
 
-    env.run(args!["ls", "-A", "a", tree.join("hello.txt")])
+    env.run(&args!["ls", "-A", "a", tree.join("hello.txt")])
         .failed()
         .stderr_has("not a directory");
-    env.run(args!["ldc", "-A", "a", tree.join("link-rel-dir")])
+    env.run(&args!["ldc", "-A", "a", tree.join("link-rel-dir")])
         .failed()
         .stderr_has("not a directory");
-    env.run(args!["ls", "-A", "a", tree.join("no-such-dir")])
+    env.run(&args!["ls", "-A", "a", tree.join("no-such-dir")])
         .failed()
         .stderr_has("not in snapshot");
 }
@@ -1399,15 +985,14 @@ fn cat_prints_exact_bytes_and_ls_decorates() {
 /// `cat` into a pipe that is closed early is not an error.
 #[test]
 fn cat_into_a_closed_pipe_is_not_an_error() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir(&tree).unwrap();
     fs::write(tree.join("big"), noise(8 << 20, 9)).unwrap();
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
-    let mut c = std::process::Command::new(Env::bin());
-    env.isolate(&mut c);
-    let mut child = c
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
+    let mut child = env
+        .cmd()
         .args(args!["cat", "-A", "a", tree.join("big")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1433,55 +1018,74 @@ fn cat_into_a_closed_pipe_is_not_an_error() {
 
 #[test]
 fn rescue_with_exigency_dir_after_config_is_lost_and_disk_moved() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     let hard = build_hard_tree(&tree);
-    let expected = listing(&tree);
-    let a = env.make_archive(&tree, &[], &[]);
-    env.bu();
-    let stamp = format::list_snapshots(&epygibus::store::LocalStore::new(&a.snapshot_dir)).unwrap()
-        [0]
-    .stamp();
+    let expected = listing_with_atimes(&tree);
+    let a = make_archive(&env, &tree, &[], &[]);
+    bu(&env);
+    let stamp = lib_api::list_snapshots(&a.snapshot_dir)[0].stamp();
 
     fs::remove_dir_all(env.config_dir()).unwrap();
     // Without the configuration -A no longer works…
-    env.run(args!["cat", "-A", "a", tree.join("hello.txt")])
+    env.run(&args!["cat", "-A", "a", tree.join("hello.txt")])
         .failed();
     // …but the snapshot directory alone is enough.
     let sd = &a.snapshot_dir;
-    let lss = env.ok(args!["lss", "-E", sd]);
-    assert!(lss.out().contains(&stamp), "{}", lss.describe());
-    let ls = env.ok(args!["ls", "-E", sd, tree]).out();
+    let lss = env.run(&args!["lss", "-E", sd]).code(0);
+    assert!(lss.stdout.contains(&stamp), "{}", lss.describe());
+    let ls = env.run(&args!["ls", "-E", sd, tree]).code(0).stdout;
     assert!(
         ls.contains("nested/\n") && ls.contains("link-rel-file -> hello.txt\n"),
         "{ls}"
     );
-    let run = env.ok(args!["cat", "-E", sd, tree.join("big.bin")]);
-    assert!(run.stdout == hard.big, "cat -E big.bin differs");
+    let run = env
+        .run(&args!["cat", "-E", sd, tree.join("big.bin")])
+        .code(0);
+    assert!(run.stdout_bytes == hard.big, "cat -E big.bin differs");
     let out = env.out();
-    env.ok(args!["extract", "-E", sd, "--dir", tree, "--into_dir", out]);
-    assert_same_listing(&expected, &listing(&out.join("tree")), "extract -E");
+    env.run(&args![
+        "extract",
+        "-E",
+        sd,
+        "--dir",
+        tree,
+        "--into_dir",
+        out
+    ])
+    .code(0);
+    assert_same_listing(
+        &expected,
+        &listing_with_atimes(&out.join("tree")),
+        "extract -E",
+    );
 
     remove_tree(&tree);
-    env.ok(args!["restore", "-E", sd, "--all"]);
-    assert_same_listing(&expected, &listing(&tree), "restore -E --all");
+    env.run(&args!["restore", "-E", sd, "--all"]).code(0);
+    assert_same_listing(&expected, &listing_with_atimes(&tree), "restore -E --all");
 
     // The disk is now mounted elsewhere: the repository is found relative
     // to the snapshot directory.
     let moved = env.path("elsewhere");
-    fs::rename(env.loc(), &moved).unwrap();
-    let new_sd = moved.join(a.snapshot_dir.strip_prefix(env.loc()).unwrap());
+    fs::rename(env.location(), &moved).unwrap();
+    let new_sd = moved.join(a.snapshot_dir.strip_prefix(env.location()).unwrap());
     assert!(!a.repo_dir.exists());
-    let run = env.ok(args!["cat", "-E", new_sd, tree.join("big.bin")]);
-    assert!(run.stdout == hard.big, "cat -E from the moved disk differs");
+    let run = env
+        .run(&args!["cat", "-E", new_sd, tree.join("big.bin")])
+        .code(0);
+    assert!(
+        run.stdout_bytes == hard.big,
+        "cat -E from the moved disk differs"
+    );
     assert_eq!(
-        env.ok(args!["cat", "-E", new_sd, tree.join("hello.txt")])
-            .stdout,
+        env.run(&args!["cat", "-E", new_sd, tree.join("hello.txt")])
+            .code(0)
+            .stdout_bytes,
         b"hello\n"
     );
     let out2 = env.path("out2");
     fs::create_dir(&out2).unwrap();
-    env.ok(args![
+    env.run(&args![
         "extract",
         "-E",
         new_sd,
@@ -1489,7 +1093,8 @@ fn rescue_with_exigency_dir_after_config_is_lost_and_disk_moved() {
         tree.join("ro-dir"),
         "--into_dir",
         out2
-    ]);
+    ])
+    .code(0);
     assert_same_tree(
         &tree.join("ro-dir"),
         &out2.join("ro-dir"),
@@ -1497,13 +1102,13 @@ fn rescue_with_exigency_dir_after_config_is_lost_and_disk_moved() {
         "extract from moved disk",
     );
     // The old location is not recreated.
-    assert!(!env.loc().exists());
+    assert!(!env.location().exists());
 
     // A snapshot directory that does not exist, or holds no snapshots.
-    env.run(args!["ls", "-E", env.path("nope")])
+    env.run(&args!["ls", "-E", env.path("nope")])
         .failed()
         .stderr_has("does not exist");
-    env.run(args!["ls", "-E", env.out()])
+    env.run(&args!["ls", "-E", env.out()])
         .failed()
         .stderr_has("no snapshots");
 }
@@ -1511,21 +1116,6 @@ fn rescue_with_exigency_dir_after_config_is_lost_and_disk_moved() {
 // ---------------------------------------------------------------------------
 // 8: crafted snapshots
 // ---------------------------------------------------------------------------
-
-/// The directory node at an absolute path.
-fn dir_at_mut<'a>(root: &'a mut DirNode, path: &Path) -> &'a mut DirNode {
-    let mut dir = root;
-    for c in path.components().skip(1) {
-        match dir.get_mut(c.as_os_str().as_bytes()) {
-            Some(Node::Dir(d)) => dir = d,
-            other => panic!(
-                "{} is not a directory in the snapshot: {other:?}",
-                path.display()
-            ),
-        }
-    }
-    dir
-}
 
 fn fname(s: &[u8]) -> FileName {
     FileName::new(s.to_vec()).unwrap()
@@ -1569,10 +1159,9 @@ fn write_crafted(
     mutate: impl FnOnce(&mut DirNode),
     patch: Option<(&[u8], &[u8])>,
 ) -> PathBuf {
-    let names = format::list_snapshots(&epygibus::store::LocalStore::new(snapshot_dir)).unwrap();
+    let names = lib_api::list_snapshots(snapshot_dir);
     let newest = *names.last().unwrap();
-    let real =
-        format::read_snapshot(&epygibus::store::LocalStore::new(snapshot_dir), &newest).unwrap();
+    let real = lib_api::read_snapshot(snapshot_dir, &newest);
     let mut root = real.root.clone();
     mutate(dir_at_mut(&mut root, tree));
     let mut header = real.header.clone();
@@ -1590,9 +1179,9 @@ fn write_crafted(
         secs: newest.secs + 100,
         compressed: false,
     };
-    let path = snapshot_dir.join(name.file_name());
+    let path = lib_api::snapshot_path(snapshot_dir, &name);
     if let Some((from, to)) = patch {
-        let plain = format::decode(&assemble(&tree_bytes), &path.display().to_string()).unwrap();
+        let plain = lib_api::decode_snapshot(&assemble(&tree_bytes), &path);
         assert_eq!(plain.root, root, "crafted snapshot does not round-trip");
         assert_eq!(from.len(), to.len());
         // The entry's name: key "n", then a bin8 of the name.
@@ -1614,15 +1203,15 @@ fn write_crafted(
 
 #[test]
 fn crafted_snapshots_with_bad_names_are_refused_and_write_nothing() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir(&tree).unwrap();
     fs::write(tree.join("keep.txt"), b"keep\n").unwrap();
-    let a = env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let a = make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     let outside = env.path("outside");
     fs::create_dir(&outside).unwrap();
-    let tree_before = listing(&tree);
+    let tree_before = listing_with_atimes(&tree);
     let out = env.out();
 
     // The entry names to plant, each with something to write inside.
@@ -1724,7 +1313,7 @@ fn crafted_snapshots_with_bad_names_are_refused_and_write_nothing() {
             args!["ls", "-A", "a", tree],
         ];
         for (i, c) in commands.into_iter().enumerate() {
-            let run = env.run(c).failed();
+            let run = env.run(&c).failed();
             if i == 0 {
                 eprintln!("crafted {what}: {}", run.stderr.trim());
             }
@@ -1743,26 +1332,35 @@ fn crafted_snapshots_with_bad_names_are_refused_and_write_nothing() {
                 "{what}: wrote into the target: {}",
                 run.describe()
             );
-            assert_same_listing(&tree_before, &listing(&tree), what);
+            assert_same_listing(&tree_before, &listing_with_atimes(&tree), what);
             assert_eq!(entry_names(&env.src()), ["tree"], "{what}");
-            assert!(names_starting(&env.root, b"pwned").is_empty(), "{what}");
-            assert!(!env.root.parent().unwrap().join("pwned").exists(), "{what}");
-            assert_no_temp_files(&env.root);
+            assert!(names_starting(env.root(), b"pwned").is_empty(), "{what}");
+            assert!(
+                !env.root().parent().unwrap().join("pwned").exists(),
+                "{what}"
+            );
+            assert_no_temp_files(env.root());
         }
         // The real snapshot is still usable with --back 1.
-        let run = env.ok(args![
-            "cat",
-            "-A",
-            "a",
-            "--back",
-            "1",
-            tree.join("keep.txt")
-        ]);
-        assert_eq!(run.stdout, b"keep\n");
+        let run = env
+            .run(&args![
+                "cat",
+                "-A",
+                "a",
+                "--back",
+                "1",
+                tree.join("keep.txt")
+            ])
+            .code(0);
+        assert_eq!(run.stdout_bytes, b"keep\n");
         fs::remove_file(&bad).unwrap();
     }
-    env.ok(args!["restore", "-A", "a", "--all"]);
-    assert_same_listing(&tree_before, &listing(&tree), "after the crafted snapshots");
+    env.run(&args!["restore", "-A", "a", "--all"]).code(0);
+    assert_same_listing(
+        &tree_before,
+        &listing_with_atimes(&tree),
+        "after the crafted snapshots",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1771,19 +1369,19 @@ fn crafted_snapshots_with_bad_names_are_refused_and_write_nothing() {
 
 #[test]
 fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir_all(tree.join("sub")).unwrap();
     fs::write(tree.join("f.txt"), b"f\n").unwrap();
     fs::write(tree.join("sub/g.txt"), b"g\n").unwrap();
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
-    let before = listing(&tree);
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
+    let before = listing_with_atimes(&tree);
     let out = env.out();
     let (f, sub, nope) = (tree.join("f.txt"), tree.join("sub"), tree.join("nope"));
 
     for run in [
-        env.run(args![
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1792,7 +1390,7 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
             "--into_dir",
             out
         ]),
-        env.run(args![
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1801,11 +1399,11 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
             "--into_dir",
             out
         ]),
-        env.run(args!["restore", "-A", "a", "--file", nope]),
-        env.run(args!["restore", "-A", "a", "--dir", nope]),
-        env.run(args!["cat", "-A", "a", nope]),
-        env.run(args!["ls", "-A", "a", nope]),
-        env.run(args![
+        env.run(&args!["restore", "-A", "a", "--file", nope]),
+        env.run(&args!["restore", "-A", "a", "--dir", nope]),
+        env.run(&args!["cat", "-A", "a", nope]),
+        env.run(&args!["ls", "-A", "a", nope]),
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1814,7 +1412,7 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
             "--into_dir",
             out
         ]),
-        env.run(args![
+        env.run(&args![
             "restore",
             "-A",
             "a",
@@ -1828,7 +1426,7 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
     assert!(!env.path("elsewhere").exists());
 
     // --file given a directory: the error points to --dir; and back.
-    env.run(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1839,24 +1437,24 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
     ])
     .failed()
     .stderr_has("--dir");
-    env.run(args!["restore", "-A", "a", "--file", sub])
+    env.run(&args!["restore", "-A", "a", "--file", sub])
         .failed()
         .stderr_has("--dir");
-    env.run(args!["extract", "-A", "a", "--dir", f, "--into_dir", out])
+    env.run(&args!["extract", "-A", "a", "--dir", f, "--into_dir", out])
         .failed()
         .stderr_has("--file");
-    env.run(args!["restore", "-A", "a", "--dir", f])
+    env.run(&args!["restore", "-A", "a", "--dir", f])
         .failed()
         .stderr_has("--file");
 
     // --back out of range with one snapshot.
-    env.run(args!["restore", "-A", "a", "--back", "1", "--all"])
+    env.run(&args!["restore", "-A", "a", "--back", "1", "--all"])
         .failed()
         .stderr_has("out of range");
 
     // --into_dir that does not exist (or is a file) is not created.
     let missing = env.path("missing-dir");
-    env.run(args![
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -1868,13 +1466,13 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
     .failed()
     .stderr_has("does not exist");
     assert!(!missing.exists());
-    env.run(args!["extract", "-A", "a", "--dir", sub, "--into_dir", f])
+    env.run(&args!["extract", "-A", "a", "--dir", sub, "--into_dir", f])
         .failed()
         .stderr_has("not a directory");
 
     // --with_name must be one plain file name.
     for bad in ["a/b", "..", ".", "", "/abs"] {
-        env.run(args![
+        env.run(&args![
             "extract",
             "-A",
             "a",
@@ -1890,28 +1488,28 @@ fn bad_paths_kinds_and_targets_are_errors_that_write_nothing() {
     }
 
     // Unknown archive, and no source at all.
-    env.run(args!["restore", "-A", "zz", "--all"])
+    env.run(&args!["restore", "-A", "zz", "--all"])
         .failed()
         .stderr_has("zz");
-    let run = env.run(args!["restore", "--all"]);
+    let run = env.run(&args!["restore", "--all"]);
     assert_eq!(run.code, Some(2), "clap usage error: {}", run.describe());
-    let run = env.run(args!["restore", "-A", "a"]);
+    let run = env.run(&args!["restore", "-A", "a"]);
     assert_eq!(
         run.code,
         Some(2),
         "no --file/--dir/--all: {}",
         run.describe()
     );
-    let run = env.run(args!["restore", "-A", "a", "--all", "--file", f]);
+    let run = env.run(&args!["restore", "-A", "a", "--all", "--file", f]);
     assert_eq!(run.code, Some(2), "--all with --file: {}", run.describe());
 
     assert!(dir_is_empty(&out));
-    assert_same_listing(&before, &listing(&tree), "after bad input");
+    assert_same_listing(&before, &listing_with_atimes(&tree), "after bad input");
 }
 
 #[test]
 fn missing_content_file_restores_the_rest_and_exits_3() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir_all(tree.join("sub")).unwrap();
     fs::write(tree.join("a.txt"), b"aaa\n").unwrap();
@@ -1923,9 +1521,9 @@ fn missing_content_file_restores_the_rest_and_exits_3() {
     .unwrap();
     fs::write(tree.join("z.bin"), noise(300_000, 5)).unwrap();
     symlink("sub/b.txt", tree.join("link")).unwrap();
-    let expected = listing(&tree);
-    let a = env.make_archive(&tree, &[], &[]);
-    env.bu();
+    let expected = listing_with_atimes(&tree);
+    let a = make_archive(&env, &tree, &[], &[]);
+    bu(&env);
 
     let token = ContentToken::of(b"only this file has this content\n").to_hex();
     let fan = a.repo_dir.join("content").join(&token[..2]);
@@ -1940,20 +1538,20 @@ fn missing_content_file_restores_the_rest_and_exits_3() {
     remove_tree(&tree);
     let lost = tree.join("sub/lost.txt");
     let run = env
-        .run(args!["restore", "-A", "a", "--all", "--stats"])
+        .run(&args!["restore", "-A", "a", "--all", "--stats"])
         .code(3);
     assert!(
         run.stderr.contains(&lost.display().to_string()),
         "stderr does not name the missing file: {}",
         run.describe()
     );
-    assert!(run.out().contains("1 problems"), "{}", run.describe());
+    assert!(run.stdout.contains("1 problems"), "{}", run.describe());
     let mut want = expected.clone();
-    want.remove(&b"sub/lost.txt"[..]);
+    want.remove(Path::new("sub/lost.txt"));
     // The directory's attributes are still applied.
     assert_same_listing(
         &want,
-        &listing(&tree),
+        &listing_with_atimes(&tree),
         "restore with a missing content file",
     );
     assert_no_temp_files(&tree);
@@ -1961,7 +1559,7 @@ fn missing_content_file_restores_the_rest_and_exits_3() {
     // Extract and cat report the same.
     let out = env.out();
     let run = env
-        .run(args![
+        .run(&args![
             "extract",
             "-A",
             "a",
@@ -1974,13 +1572,14 @@ fn missing_content_file_restores_the_rest_and_exits_3() {
     assert!(run.stderr.contains("lost.txt"), "{}", run.describe());
     assert_same_listing(
         &want,
-        &listing(&out.join("tree")),
+        &listing_with_atimes(&out.join("tree")),
         "extract with a missing content file",
     );
     assert_no_temp_files(&out);
-    env.run(args!["cat", "-A", "a", lost]).failed();
+    env.run(&args!["cat", "-A", "a", lost]).failed();
     // Restoring just that file: exit 3, nothing created.
-    env.run(args!["restore", "-A", "a", "--file", lost]).code(3);
+    env.run(&args!["restore", "-A", "a", "--file", lost])
+        .code(3);
     assert!(!lost.exists());
     assert_no_temp_files(&tree);
 }
@@ -1996,14 +1595,14 @@ impl Drop for Mount {
 
 #[test]
 fn no_space_left_is_a_clear_error_and_leaves_no_temp_file() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir(&tree).unwrap();
     fs::write(tree.join("big.bin"), noise(5 << 20, 6)).unwrap();
     fs::create_dir(tree.join("d")).unwrap();
     fs::write(tree.join("d/big2.bin"), noise(3 << 20, 7)).unwrap();
-    env.make_archive(&tree, &["-U"], &[]);
-    env.bu();
+    make_archive(&env, &tree, &["-U"], &[]);
+    bu(&env);
 
     let small = env.path("small");
     fs::create_dir(&small).unwrap();
@@ -2021,7 +1620,7 @@ fn no_space_left_is_a_clear_error_and_leaves_no_temp_file() {
     let _mount = Mount(small.clone());
 
     let run = env
-        .run(args![
+        .run(&args![
             "extract",
             "-A",
             "a",
@@ -2037,7 +1636,7 @@ fn no_space_left_is_a_clear_error_and_leaves_no_temp_file() {
     assert!(left.is_empty(), "left in the full target: {left:?}");
 
     let run = env
-        .run(args![
+        .run(&args![
             "extract",
             "-A",
             "a",
@@ -2059,7 +1658,7 @@ fn no_space_left_is_a_clear_error_and_leaves_no_temp_file() {
 
 #[test]
 fn restore_replaces_a_local_dir_by_the_snapshot_symlink_without_following() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     let d = tree.join("d");
     fs::create_dir_all(&d).unwrap();
@@ -2067,9 +1666,9 @@ fn restore_replaces_a_local_dir_by_the_snapshot_symlink_without_following() {
     // Outside the target; must never come into existence.
     let outside = env.path("outside-never");
     symlink(&outside, d.join("l")).unwrap();
-    env.make_archive(&tree, &[], &["--keep-broken-soft-links"]);
-    env.bu();
-    let ls = env.ok(args!["ls", "-A", "a", d]).out();
+    make_archive(&env, &tree, &[], &["--keep-broken-soft-links"]);
+    bu(&env);
+    let ls = env.run(&args!["ls", "-A", "a", d]).code(0).stdout;
     assert_eq!(ls, format!("f.txt\nl -> {}\n", outside.display()));
 
     for extra in [None, Some("--overwrite")] {
@@ -2080,7 +1679,7 @@ fn restore_replaces_a_local_dir_by_the_snapshot_symlink_without_following() {
         fs::write(d.join("f.txt"), b"changed locally\n").unwrap();
         let mut a = args!["restore", "-A", "a", "--dir", d];
         a.extend(extra.map(OsString::from));
-        env.ok(a);
+        env.run(&a).code(0);
         assert_eq!(fs::read_link(d.join("l")).unwrap(), outside);
         assert!(!outside.exists(), "wrote through the restored symlink");
         assert!(fs::symlink_metadata(&outside).is_err());
@@ -2098,8 +1697,8 @@ fn restore_replaces_a_local_dir_by_the_snapshot_symlink_without_following() {
     // restore --all and extract as well.
     fs::remove_file(d.join("l")).unwrap();
     fs::create_dir(d.join("l")).unwrap();
-    env.ok(args!["restore", "-A", "a", "--all"]);
-    env.ok(args![
+    env.run(&args!["restore", "-A", "a", "--all"]).code(0);
+    env.run(&args![
         "extract",
         "-A",
         "a",
@@ -2107,21 +1706,22 @@ fn restore_replaces_a_local_dir_by_the_snapshot_symlink_without_following() {
         d,
         "--into_dir",
         env.out()
-    ]);
+    ])
+    .code(0);
     assert_eq!(fs::read_link(env.out().join("d/l")).unwrap(), outside);
     assert!(fs::symlink_metadata(&outside).is_err());
 }
 
 #[test]
 fn restore_of_a_dir_does_not_write_through_a_local_symlink() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     let d = tree.join("d");
     fs::create_dir_all(d.join("l")).unwrap();
     fs::write(d.join("l/x.txt"), b"x from the snapshot\n").unwrap();
     fs::write(d.join("f.txt"), b"f\n").unwrap();
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     let outside = env.path("outside");
     fs::create_dir(&outside).unwrap();
 
@@ -2131,7 +1731,7 @@ fn restore_of_a_dir_does_not_write_through_a_local_symlink() {
         symlink(&outside, d.join("l")).unwrap();
         let mut a = args!["restore", "-A", "a", "--dir", d];
         a.extend(extra.map(OsString::from));
-        env.ok(a);
+        env.run(&a).code(0);
         assert!(
             dir_is_empty(&outside),
             "wrote through a symlink ({extra:?})"
@@ -2148,7 +1748,7 @@ fn restore_of_a_dir_does_not_write_through_a_local_symlink() {
     }
     fs::remove_dir_all(d.join("l")).unwrap();
     symlink(&outside, d.join("l")).unwrap();
-    env.ok(args!["restore", "-A", "a", "--all"]);
+    env.run(&args!["restore", "-A", "a", "--all"]).code(0);
     assert!(
         dir_is_empty(&outside),
         "restore --all wrote through a symlink"
@@ -2164,23 +1764,23 @@ fn restore_of_a_dir_does_not_write_through_a_local_symlink() {
 /// symlink the restore itself just created.
 #[test]
 fn restore_file_does_not_follow_a_restored_symlink_parent() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     let d = tree.join("d");
     fs::create_dir_all(d.join("l")).unwrap();
     fs::write(d.join("l/x.txt"), b"old x\n").unwrap();
-    env.make_archive(&tree, &[], &[]);
-    env.bu();
+    make_archive(&env, &tree, &[], &[]);
+    bu(&env);
     let outside = env.path("outside");
     fs::create_dir(&outside).unwrap();
     fs::remove_dir_all(d.join("l")).unwrap();
     symlink(&outside, d.join("l")).unwrap();
-    env.bu();
+    bu(&env);
     remove_tree(&tree);
-    env.ok(args!["restore", "-A", "a", "--all"]);
+    env.run(&args!["restore", "-A", "a", "--all"]).code(0);
     assert_eq!(fs::read_link(d.join("l")).unwrap(), outside);
 
-    let run = env.run(args![
+    let run = env.run(&args![
         "restore",
         "-A",
         "a",
@@ -2208,33 +1808,28 @@ fn restore_file_does_not_follow_a_restored_symlink_parent() {
 
 /// Runs the binary under `/usr/bin/time -v`; returns the run and the
 /// maximum resident set size in KiB, or None without `/usr/bin/time`.
-fn run_timed(env: &Env, args: Vec<OsString>) -> Option<(Run, u64)> {
+fn run_timed(env: &World, args: Vec<OsString>) -> Option<(Run, u64)> {
     let time = Path::new("/usr/bin/time");
     if !time.exists() {
         return None;
     }
-    let mut c = std::process::Command::new(time);
-    env.isolate(&mut c);
-    c.arg("-v").arg(Env::bin()).args(&args);
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let kib = stderr
+    let run = env.exec(
+        env.wrapped(&[time.as_os_str(), OsStr::new("-v")])
+            .args(&args),
+        "time -v",
+    );
+    let kib = run
+        .stderr
         .lines()
         .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
         .map(|v| v.trim().parse::<u64>().unwrap())
-        .unwrap_or_else(|| panic!("no max RSS in {stderr}"));
-    let run = Run {
-        label: "time -v".into(),
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr,
-    };
+        .unwrap_or_else(|| panic!("no max RSS in {}", run.stderr));
     Some((run, kib))
 }
 
 #[test]
 fn extracting_a_large_file_keeps_memory_small() {
-    let env = Env::new();
+    let env = world();
     let tree = env.src().join("tree");
     fs::create_dir(&tree).unwrap();
     let big = tree.join("large.bin");
@@ -2242,9 +1837,9 @@ fn extracting_a_large_file_keeps_memory_small() {
     write_large(&big, len, 11);
     // Uncompressed content keeps the debug-build backup fast; reading is
     // streamed either way.
-    env.make_archive(&tree, &["-U"], &[]);
-    env.bu();
-    let want = hash_file(&big);
+    make_archive(&env, &tree, &["-U"], &[]);
+    bu(&env);
+    let want = blake3_of(&big);
 
     let out = env.out();
     let started = Instant::now();
@@ -2261,9 +1856,9 @@ fn extracting_a_large_file_keeps_memory_small() {
         kib as f64 / 1024.0,
         started.elapsed().as_secs_f64()
     );
-    assert!(run.stdout.is_empty());
+    assert!(run.stdout_bytes.is_empty());
     assert_eq!(fs::metadata(out.join("large.bin")).unwrap().len(), len);
-    assert_eq!(hash_file(&out.join("large.bin")), want);
+    assert_eq!(blake3_of(&out.join("large.bin")), want);
     assert!(kib < 100 * 1024, "max RSS {kib} KiB is not below 100 MiB");
 }
 
@@ -2278,26 +1873,21 @@ fn listing_notices_every_compared_difference() {
     fs::write(tree.join("h"), b"f\n").unwrap();
     symlink("f", tree.join("l")).unwrap();
     set_times(&tree.join("f"), mtime_of(1), atime_of(1));
-    let base = listing(&tree);
-    let key = |k: &str| k.as_bytes().to_vec();
+    let base = listing_with_atimes(&tree);
     let changed = |what: &str, k: &str| {
-        let now = listing(&tree);
-        assert_ne!(now[&key(k)], base[&key(k)], "{what} not noticed");
+        let now = listing_with_atimes(&tree);
+        assert_ne!(now[Path::new(k)], base[Path::new(k)], "{what} not noticed");
     };
-    set_times(
-        &tree.join("f"),
-        (mtime_of(1).0, mtime_of(1).1 + 1),
-        atime_of(1),
-    );
+    set_times(&tree.join("f"), mtime_of(1) + 1, atime_of(1));
     changed("mtime ns", "f");
-    set_times(
-        &tree.join("f"),
-        mtime_of(1),
-        (atime_of(1).0, atime_of(1).1 + 1),
-    );
+    set_times(&tree.join("f"), mtime_of(1), atime_of(1) + 1);
     changed("atime ns", "f");
     set_times(&tree.join("f"), mtime_of(1), atime_of(1));
-    assert_eq!(listing(&tree), base, "reading must not change atimes");
+    assert_eq!(
+        listing_with_atimes(&tree),
+        base,
+        "reading must not change atimes"
+    );
     chmod(&tree.join("f"), 0o4644);
     changed("mode", "f");
     chmod(&tree.join("f"), 0o644);

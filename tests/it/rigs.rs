@@ -1,5 +1,6 @@
 //! The whole command-line flow on hostile file systems ("Nothing lost",
-//! items 4 and 5), using the rigs in `../shared/rigs` (see its README):
+//! items 4 and 5), using the rigs in `../shared/rigs` beside the project,
+//! or in `$EPYGIBUS_SHARED/rigs` (see its README):
 //!
 //! - `exfat_whole_flow`, `smb_whole_flow`: repository and snapshots on an
 //!   exFAT / SMB mount, source tree on local disk: every command, exact
@@ -19,13 +20,10 @@
 //!   a 10,000-file backup onto SMB.
 //!
 //! A rig that cannot run here (its script exits 77) makes its test print
-//! `SKIP: <rig>: <reason>` on stderr and pass; any other failure to start
-//! fails. Rigs are always brought down (a drop guard). The rig tests run
+//! `SKIP: <rig>: <reason>` on stderr and pass, and so do rigs that cannot
+//! be found (`SKIP: <test>: rigs not found at …`); any other failure to
+//! start fails. Rigs are always brought down (a drop guard). The rig tests run
 //! one at a time. They need root (mounts, daemons).
-
-mod common;
-#[macro_use]
-mod rigs_common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -34,10 +32,28 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rigs_common::{
-    Epy, Kind, Listing, Out, Rig, SETTLE, World, assert_same_listing, listing, noise, serial,
-    set_times, snapshot_stamps, temp_files, text, walk_paths, write_file,
-};
+use crate::world::files::{snapshot_files, temp_files, walk_paths, write_file};
+use crate::world::rigs::{Rig, serial};
+use crate::world::tree::{Kind, Links, Listing, assert_same_listing, listing, listing_diff};
+use crate::world::{Machine, Rng, Run, SETTLE, World, noise, set_times, text};
+
+/// No epygibus command of a rig test may run longer (by default).
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A world for one rig test; the rig, brought up after it, comes down
+/// before it is removed.
+fn rig_world() -> World {
+    World::in_dir(None, "epygibus-rigs.").with_timeout(TIMEOUT)
+}
+
+/// Snapshot names (`YYYY-MM-DD-HH-MM-SS`, without `.gz`) in a snapshot
+/// directory, oldest first, read from the directory itself.
+fn snapshot_stamps(dir: &Path) -> Vec<String> {
+    snapshot_files(dir)
+        .into_iter()
+        .map(|(stamp, _)| stamp)
+        .collect()
+}
 
 // ---------------------------------------------------------------------------
 // A source tree with everything a restore must reproduce
@@ -99,7 +115,7 @@ fn stamp_times(root: &Path, seed: i64) {
     for (i, p) in paths.iter().enumerate() {
         let i = i as i64;
         let ns = 1_500_000_000_000_000_000 + seed * 10_000_000_000_000 + i * 1_234_567_891 + 123;
-        set_times(p, ns);
+        set_times(p, ns, ns + 1_000_000_007);
     }
 }
 
@@ -122,10 +138,10 @@ fn loc(dir: &Path) -> String {
 
 /// `bu --stats --json -A archive`, which must exit 0 without a word on
 /// stderr; returns its one backup report.
-fn bu(e: &Epy, archive: &str) -> (serde_json::Value, Out) {
+fn bu(e: &Machine, archive: &str) -> (serde_json::Value, Run) {
     let out = e
         .run(&args!["bu", "--stats", "--json", "-A", archive])
-        .expect(0)
+        .code(0)
         .quiet();
     let v = out.json()["backups"][0].clone();
     assert!(v.get("error").is_none(), "{}", out.describe());
@@ -140,10 +156,10 @@ fn num(v: &serde_json::Value, key: &str) -> u64 {
 
 /// Extracts `--dir src` of snapshot `--back back` into a fresh local dir and
 /// asserts it is exactly `want`.
-fn extract_exact(e: &Epy, world: &World, src: &Path, back: i64, want: &Listing, what: &str) {
+fn extract_exact(e: &Machine, world: &World, src: &Path, back: i64, want: &Listing, what: &str) {
     let into = tempfile::Builder::new()
         .prefix("x.")
-        .tempdir_in(&world.root)
+        .tempdir_in(world.root())
         .unwrap();
     e.run(&args![
         "extract",
@@ -155,7 +171,7 @@ fn extract_exact(e: &Epy, world: &World, src: &Path, back: i64, want: &Listing, 
         "--into-dir",
         into.path()
     ])
-    .expect(0)
+    .code(0)
     .quiet();
     let got = listing(&into.path().join(src.file_name().unwrap()));
     assert_same_listing(want, &got, what);
@@ -194,7 +210,7 @@ fn count_after(text: &str, prefix: &str) -> u64 {
 /// separate copies), every directory, every symlink reported as skipped
 /// and nothing else reported; modes are not compared and times only to
 /// within 2 s (file times only when `file_mtimes`).
-fn assert_degraded_copy(want: &Listing, root: &Path, out: &Out, file_mtimes: bool, what: &str) {
+fn assert_degraded_copy(want: &Listing, root: &Path, out: &Run, file_mtimes: bool, what: &str) {
     let got = listing(root);
     let mut diff = Vec::new();
     let mut mtimes_lost = 0;
@@ -242,7 +258,7 @@ fn assert_degraded_copy(want: &Listing, root: &Path, out: &Out, file_mtimes: boo
                     diff.push(format!("{p:?}: dir mtime {} != {}", g.mtime_ns, w.mtime_ns));
                 }
             }
-            (Kind::Other, _) => {}
+            (Kind::Other(_), _) => {}
         }
     }
     for p in got.keys().filter(|p| !want.contains_key(*p)) {
@@ -288,25 +304,24 @@ fn assert_degraded_copy(want: &Listing, root: &Path, out: &Out, file_mtimes: boo
 /// --read-data, and extract onto the mount itself: repository and
 /// snapshots on `mnt`, source on local disk. `mount_file_mtimes`: whether
 /// files extracted onto the mount must keep their mtimes (to 2 s).
-fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
+fn whole_flow(test: &str, rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     let _serial = serial();
-    let mut world = World::new();
-    let mnt = world.root.join("mnt");
-    let Some(r) = Rig::up(rig, &mnt, up_args) else {
+    let world = rig_world();
+    let mnt = world.path("mnt");
+    let Some(_rig) = Rig::up(test, rig, &mnt, up_args) else {
         return;
     };
-    world.rigs.push(r);
-    let e = Epy::new(&world.root, "machine");
-    let src = world.root.join("src");
+    let e = world.machine("machine");
+    let src = world.path("src");
     build_rich_tree(&src);
     let first = listing(&src);
     let t0 = Instant::now();
 
-    let out = e.ok(&args!["new_repo", loc(&mnt), "r"]);
+    let out = e.run(&args!["new_repo", loc(&mnt), "r"]).code(0);
     assert!(out.stdout.starts_with("Created repository `r`"), "{out:?}");
     let repo = e.repo_dir("r");
     assert!(repo.starts_with(&mnt), "{}", repo.display());
-    e.ok(&args![
+    e.run(&args![
         "new",
         "-A",
         "a",
@@ -316,7 +331,8 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
         "r",
         loc(&mnt),
         "--keep-broken-soft-links"
-    ]);
+    ])
+    .code(0);
     let snapdir = e.snapshot_dir("a");
     assert!(snapdir.starts_with(&mnt), "{}", snapdir.display());
 
@@ -331,12 +347,15 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     // 15 distinct contents among 19 file names (a duplicate, a hard-link
     // group of three and a pair).
     assert_eq!(num(&b, "new_items"), files - 4, "{b}");
-    let lss = e.ok(&args!["lss", "-A", "a"]).stdout;
+    let lss = e.run(&args!["lss", "-A", "a"]).code(0).stdout;
     assert_eq!(snapshot_stamps(&snapdir).len(), 1);
     assert!(lss.contains(&snapshot_stamps(&snapdir)[0]), "{lss}");
 
     // ls and cat read through the mount.
-    let ls = e.ok(&args!["ls", "-A", "a", src.join("docs")]).stdout;
+    let ls = e
+        .run(&args!["ls", "-A", "a", src.join("docs")])
+        .code(0)
+        .stdout;
     for want in [
         "a.txt",
         "deep/",
@@ -345,15 +364,17 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     ] {
         assert!(ls.lines().any(|l| l == want), "ls lacks {want}:\n{ls}");
     }
-    let cat = e.ok(&args!["cat", "-A", "a", src.join("docs/a.txt")]);
-    assert_eq!(cat.stdout.as_bytes(), &text(5000, 1)[..]);
+    let cat = e
+        .run(&args!["cat", "-A", "a", src.join("docs/a.txt")])
+        .code(0);
+    assert_eq!(cat.stdout_bytes, text(5000, 1));
 
     // Extract into a local directory: exact.
     extract_exact(&e, &world, &src, 0, &first, &format!("{rig}: extract"));
 
     // Restore --all to the original paths after deleting them: exact.
     fs::remove_dir_all(&src).unwrap();
-    e.ok(&args!["restore", "-A", "a", "--all"]).quiet();
+    e.run(&args!["restore", "-A", "a", "--all"]).code(0).quiet();
     assert_same_listing(&first, &listing(&src), &format!("{rig}: restore --all"));
 
     // A second snapshot after a change.
@@ -372,9 +393,9 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     );
 
     // del the first, prune what only it used (the old a.txt).
-    e.ok(&args!["del", "-A", "a"]);
+    e.run(&args!["del", "-A", "a"]).code(0);
     assert_eq!(snapshot_stamps(&snapdir).len(), 1);
-    let out = e.ok(&args!["prune", "-R", "r"]);
+    let out = e.run(&args!["prune", "-R", "r"]).code(0);
     assert_eq!(
         count_after(&out.stdout, "Removed "),
         1,
@@ -382,7 +403,8 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
         out.describe()
     );
     let items = e
-        .ok(&args!["list_content_items", "-R", "r", "--json"])
+        .run(&args!["list_content_items", "-R", "r", "--json"])
+        .code(0)
         .json();
     let items = items["items"].as_array().unwrap();
     assert_eq!(items.len() as u64, files - 4 + 1, "{items:?}");
@@ -390,7 +412,7 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     extract_exact(&e, &world, &src, 0, &second, &format!("{rig}: after prune"));
 
     // compress -R both ways; reads stay exact.
-    let out = e.ok(&args!["compress", "-U", "-R", "r"]);
+    let out = e.run(&args!["compress", "-U", "-R", "r"]).code(0);
     assert!(
         out.stdout.starts_with("Uncompressed "),
         "{}",
@@ -406,7 +428,7 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
         &second,
         &format!("{rig}: uncompressed"),
     );
-    let out = e.ok(&args!["compress", "-R", "r"]);
+    let out = e.run(&args!["compress", "-R", "r"]).code(0);
     assert!(out.stdout.starts_with("Compressed "), "{}", out.describe());
     let (plain, gz) = content_forms(&repo);
     assert_eq!(plain + gz, items.len());
@@ -424,9 +446,14 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
     let stamp = snapshot_stamps(&snapdir)[0].clone();
     let gz_file = snapdir.join(format!("{stamp}.gz"));
     assert!(gz_file.is_file(), "snapshots are compressed by default");
-    e.ok(&args!["compress", "-U", "-A", "a"]);
+    e.run(&args!["compress", "-U", "-A", "a"]).code(0);
     assert!(snapdir.join(&stamp).is_file() && !gz_file.exists());
-    assert!(!e.ok(&args!["lss", "-A", "a"]).stdout.contains("**"));
+    assert!(
+        !e.run(&args!["lss", "-A", "a"])
+            .code(0)
+            .stdout
+            .contains("**")
+    );
     extract_exact(
         &e,
         &world,
@@ -435,11 +462,16 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
         &second,
         &format!("{rig}: plain snapshot"),
     );
-    e.ok(&args!["compress", "-A", "a"]);
+    e.run(&args!["compress", "-A", "a"]).code(0);
     assert!(gz_file.is_file() && !snapdir.join(&stamp).exists());
-    assert!(e.ok(&args!["lss", "-A", "a"]).stdout.contains("**"));
+    assert!(
+        e.run(&args!["lss", "-A", "a"])
+            .code(0)
+            .stdout
+            .contains("**")
+    );
 
-    let out = e.ok(&args!["check", "-R", "r", "--read-data"]);
+    let out = e.run(&args!["check", "-R", "r", "--read-data"]).code(0);
     assert!(out.stdout.contains("0 problem(s)"), "{}", out.describe());
 
     // Extract onto the mount itself: no symlinks there (each reported),
@@ -458,7 +490,7 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
             "--stats",
             "--json"
         ])
-        .expect(3);
+        .code(3);
     assert_degraded_copy(
         &second,
         &onto.join("src"),
@@ -467,7 +499,7 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
         &format!("{rig}: extract onto the mount"),
     );
 
-    let out = e.ok(&args!["check", "-R", "r", "--read-data"]);
+    let out = e.run(&args!["check", "-R", "r", "--read-data"]).code(0);
     assert!(out.stdout.contains("0 problem(s)"), "{}", out.describe());
     assert_eq!(temp_files(&mnt), Vec::<PathBuf>::new());
     eprintln!(
@@ -478,21 +510,21 @@ fn whole_flow(rig: &str, up_args: &[&str], mount_file_mtimes: bool) {
 
 #[test]
 fn exfat_whole_flow() {
-    whole_flow("exfat", &["256"], true);
+    whole_flow("exfat_whole_flow", "exfat", &["256"], true);
 }
 
 /// Everything but the mtimes of files extracted onto the share (see
 /// `smb_extract_onto_share_keeps_file_mtimes`).
 #[test]
 fn smb_whole_flow() {
-    whole_flow("smb", &[], false);
+    whole_flow("smb_whole_flow", "smb", &[], false);
 }
 
 /// The whole SMB flow, also requiring that files extracted onto the share
 /// keep their mtimes (to the second, as on exFAT).
 #[test]
 fn smb_extract_onto_share_keeps_file_mtimes() {
-    whole_flow("smb", &[], true);
+    whole_flow("smb_extract_onto_share_keeps_file_mtimes", "smb", &[], true);
 }
 
 // ---------------------------------------------------------------------------
@@ -502,7 +534,7 @@ fn smb_extract_onto_share_keeps_file_mtimes() {
 /// `n` files of `min`..=`max` bytes (distinct text), 100 per directory,
 /// 1000 per top directory `d0`, `d1`, …: 10,000 files make 111 dirs.
 fn build_many(root: &Path, n: u64, min: usize, max: usize) -> u64 {
-    let mut rng = rigs_common::Rng::new(n);
+    let mut rng = Rng::new(n);
     let mut bytes = 0;
     for i in 0..n {
         let dir = root
@@ -580,28 +612,27 @@ fn per_item_table(title: &str, calls: &BTreeMap<String, u64>, items: u64) -> Str
 }
 
 #[test]
-#[ignore = "measurement (minutes): cargo test --release --test rigs -- --ignored --nocapture smb_measure_bu_10k"]
+#[ignore = "measurement (minutes): cargo test --release --test it -- --ignored --nocapture smb_measure_bu_10k"]
 fn smb_measure_bu_10k() {
     let _serial = serial();
-    let mut world = World::new();
-    let mnt = world.root.join("mnt");
-    let Some(r) = Rig::up("smb", &mnt, &[]) else {
+    let world = rig_world();
+    let mnt = world.path("mnt");
+    let Some(_rig) = Rig::up("smb_measure_bu_10k", "smb", &mnt, &[]) else {
         return;
     };
-    world.rigs.push(r);
-    let mut e = Epy::new(&world.root, "machine");
+    let mut e = world.machine("machine");
     e.timeout = Duration::from_secs(1800);
-    let src = world.root.join("tree10k");
+    let src = world.path("tree10k");
     let files = 10_000;
     let bytes = build_many(&src, files, 100, 4096);
     thread::sleep(SETTLE);
     let setup = |name: &str, includes: &[PathBuf]| {
-        e.ok(&args!["new_repo", loc(&mnt), name]);
+        e.run(&args!["new_repo", loc(&mnt), name]).code(0);
         let mut a = args!["new", "-A", name, "-R", name, loc(&mnt)].to_vec();
         for i in includes {
             a.extend(args!["-I", i]);
         }
-        e.ok(&a);
+        e.run(&a).code(0);
     };
 
     // Times.
@@ -634,7 +665,7 @@ fn smb_measure_bu_10k() {
     // the count.
     let subset: Vec<PathBuf> = (0..3).map(|d| src.join(format!("d{d}"))).collect();
     setup("s", &subset);
-    let summary = world.root.join("strace-c.txt");
+    let summary = world.path("strace-c.txt");
     let out = e
         .run_wrapped(
             &[
@@ -648,7 +679,7 @@ fn smb_measure_bu_10k() {
             ],
             &args!["bu", "--stats", "--json", "-A", "s"],
         )
-        .expect(0);
+        .code(0);
     let b = out.json()["backups"][0].clone();
     let items = num(&b, "new_items");
     let all = parse_strace_summary(&fs::read_to_string(&summary).unwrap());
@@ -660,7 +691,7 @@ fn smb_measure_bu_10k() {
 
     // Repository side only: calls whose path or fd points into the mount.
     setup("y", &subset);
-    let log = world.root.join("strace-y.log");
+    let log = world.path("strace-y.log");
     let traced = "openat,renameat2,rename,fsync,fdatasync,close,write,read,unlinkat,unlink,\
                   statx,newfstatat,fstat,lseek,mkdir,mkdirat,getdents64,syncfs";
     let out = e
@@ -676,7 +707,7 @@ fn smb_measure_bu_10k() {
             ],
             &args!["bu", "--stats", "--json", "-A", "y"],
         )
-        .expect(0);
+        .code(0);
     let b = out.json()["backups"][0].clone();
     let items = num(&b, "new_items");
     let log_text = fs::read_to_string(&log).unwrap();
@@ -703,26 +734,26 @@ fn smb_measure_bu_10k() {
 #[test]
 fn smb_bu_longer_than_lock_refresh() {
     let _serial = serial();
-    let mut world = World::new();
-    let mnt = world.root.join("mnt");
-    let Some(r) = Rig::up("smb", &mnt, &[]) else {
+    let world = rig_world();
+    let mnt = world.path("mnt");
+    let Some(_rig) = Rig::up("smb_bu_longer_than_lock_refresh", "smb", &mnt, &[]) else {
         return;
     };
-    world.rigs.push(r);
-    let mut e = Epy::new(&world.root, "machine");
+    let mut e = world.machine("machine");
     e.timeout = Duration::from_secs(1800);
-    let src = world.root.join("tree");
+    let src = world.path("tree");
     let files = 20_000;
     build_many(&src, files, 100, 400);
-    e.ok(&args!["new_repo", loc(&mnt), "r"]);
-    e.ok(&args!["new", "-A", "a", "-I", src, "-R", "r", loc(&mnt)]);
+    e.run(&args!["new_repo", loc(&mnt), "r"]).code(0);
+    e.run(&args!["new", "-A", "a", "-I", src, "-R", "r", loc(&mnt)])
+        .code(0);
     let (b, out) = bu(&e, "a");
     assert_eq!(num(&b, "new_items"), files, "{b}");
     eprintln!("bu of {files} files onto SMB took {:.1} s", out.secs);
     if out.secs < 35.0 {
         eprintln!("NOTE: the bu was too quick to reach the 30 s lock refresh: inconclusive");
     }
-    let ck = e.ok(&args!["check", "-R", "r"]);
+    let ck = e.run(&args!["check", "-R", "r"]).code(0);
     assert!(ck.stdout.contains("0 problem(s)"), "{}", ck.describe());
     assert_eq!(temp_files(&mnt), Vec::<PathBuf>::new());
 }
@@ -796,13 +827,13 @@ fn shape_peer_source(src: &Path, which: u64, k: usize) {
 /// One archive as seen by its machine.
 struct Side<'a> {
     archive: &'static str,
-    epy: &'a Epy,
+    epy: &'a Machine,
     src: PathBuf,
     snapdir: PathBuf,
 }
 
 /// What one concurrent run did, for the report.
-fn brief(o: &Out) -> String {
+fn brief(o: &Run) -> String {
     let first_err = o
         .stderr
         .lines()
@@ -819,24 +850,24 @@ fn brief(o: &Out) -> String {
 #[test]
 fn smb_peer_prune_never_deletes_referenced() {
     let _serial = serial();
-    let mut world = World::new();
-    let mnt = world.root.join("mnt");
-    let mnt2 = world.root.join("mnt2");
-    let Some(r) = Rig::up("smb", &mnt, &[]) else {
+    let world = rig_world();
+    let mnt = world.path("mnt");
+    let mnt2 = world.path("mnt2");
+    let Some(rig) = Rig::up("smb_peer_prune_never_deletes_referenced", "smb", &mnt, &[]) else {
         return;
     };
-    r.peer(&mnt2);
-    world.rigs.push(r);
-    let c1 = Epy::new(&world.root, "c1");
-    let c2 = Epy::new(&world.root, "c2");
-    let src1 = world.root.join("src1");
-    let src2 = world.root.join("src2");
+    rig.peer(&mnt2);
+    let c1 = world.machine("c1");
+    let c2 = world.machine("c2");
+    let src1 = world.path("src1");
+    let src2 = world.path("src2");
     shape_peer_source(&src1, 1, 0);
     shape_peer_source(&src2, 2, 0);
 
     // Machine 1 creates the repository and its archive through mnt.
-    c1.ok(&args!["new_repo", loc(&mnt), "r"]);
-    c1.ok(&args!["new", "-A", "a1", "-I", src1, "-R", "r", loc(&mnt)]);
+    c1.run(&args!["new_repo", loc(&mnt), "r"]).code(0);
+    c1.run(&args!["new", "-A", "a1", "-I", src1, "-R", "r", loc(&mnt)])
+        .code(0);
     let repo1 = c1.repo_dir("r");
     let repo2 = mnt2.join(repo1.strip_prefix(&mnt).unwrap());
     // Machine 2 reaches the same repository through its own client, mnt2.
@@ -846,7 +877,8 @@ fn smb_peer_prune_never_deletes_referenced() {
         format!("path = {}\n", repo2.display()),
     )
     .unwrap();
-    c2.ok(&args!["new", "-R", "r", "-A", "a2", "-I", src2, loc(&mnt2)]);
+    c2.run(&args!["new", "-R", "r", "-A", "a2", "-I", src2, loc(&mnt2)])
+        .code(0);
     let sides = [
         Side {
             archive: "a1",
@@ -881,7 +913,7 @@ fn smb_peer_prune_never_deletes_referenced() {
         let before: Vec<Vec<String>> = sides.iter().map(|s| snapshot_stamps(&s.snapdir)).collect();
         // Start the three in a different order and spacing each round.
         let delay = |i: usize| Duration::from_millis((((k + i) % 3) * 10) as u64);
-        let outs: Vec<Out> = thread::scope(|s| {
+        let outs: Vec<Run> = thread::scope(|s| {
             let hs = [
                 s.spawn(|| {
                     thread::sleep(delay(0));
@@ -963,7 +995,7 @@ fn smb_peer_prune_never_deletes_referenced() {
                     .unwrap_or_else(|| panic!("no manifest for {} {stamp}", side.archive));
                 let into = tempfile::Builder::new()
                     .prefix("x.")
-                    .tempdir_in(&world.root)
+                    .tempdir_in(world.root())
                     .unwrap();
                 let back = (stamps.len() - 1 - i) as i64;
                 let out = side.epy.run(&args![
@@ -989,7 +1021,7 @@ fn smb_peer_prune_never_deletes_referenced() {
                     history.join("\n")
                 );
                 let got = listing(&into.path().join(side.src.file_name().unwrap()));
-                let diff = rigs_common::listing_diff(want, &got);
+                let diff = listing_diff(want, &got, Links::Exact);
                 assert!(
                     diff.is_empty(),
                     "{what} differs:\n{}\nhistory:\n{}",
@@ -1029,15 +1061,17 @@ fn smb_peer_prune_never_deletes_referenced() {
             let keep = if i == 1 || k % 2 == 0 { 1 } else { 2 };
             let stamps = snapshot_stamps(&side.snapdir);
             if stamps.len() > keep {
-                side.epy.ok(&args![
-                    "--lock-wait",
-                    "60",
-                    "del",
-                    "-A",
-                    side.archive,
-                    "--all-but-newest",
-                    keep.to_string()
-                ]);
+                side.epy
+                    .run(&args![
+                        "--lock-wait",
+                        "60",
+                        "del",
+                        "-A",
+                        side.archive,
+                        "--all-but-newest",
+                        keep.to_string()
+                    ])
+                    .code(0);
                 deleted += stamps.len() - keep;
                 for s in &stamps[..stamps.len() - keep] {
                     manifests.remove(&(side.archive, s.clone()));
@@ -1067,14 +1101,13 @@ fn smb_peer_prune_never_deletes_referenced() {
 #[test]
 fn tinyfs_full_disk() {
     let _serial = serial();
-    let mut world = World::new();
-    let mnt = world.root.join("mnt");
-    let Some(r) = Rig::up("tinyfs", &mnt, &["8"]) else {
+    let world = rig_world();
+    let mnt = world.path("mnt");
+    let Some(_rig) = Rig::up("tinyfs_full_disk", "tinyfs", &mnt, &["8"]) else {
         return;
     };
-    world.rigs.push(r);
-    let e = Epy::new(&world.root, "machine");
-    let src = world.root.join("src");
+    let e = world.machine("machine");
+    let src = world.path("src");
     for i in 0..10u64 {
         write_file(&src.join(format!("n/noise{i}")), &noise(80_000, i), 0o644);
         write_file(
@@ -1087,11 +1120,12 @@ fn tinyfs_full_disk() {
     stamp_times(&src, 3);
     let first = listing(&src);
 
-    e.ok(&args!["new_repo", loc(&mnt), "r"]);
-    e.ok(&args!["new", "-A", "a", "-I", src, "-R", "r", loc(&mnt)]);
+    e.run(&args!["new_repo", loc(&mnt), "r"]).code(0);
+    e.run(&args!["new", "-A", "a", "-I", src, "-R", "r", loc(&mnt)])
+        .code(0);
     let snapdir = e.snapshot_dir("a");
     bu(&e, "a");
-    let lss = e.ok(&args!["lss", "-A", "a"]).stdout;
+    let lss = e.run(&args!["lss", "-A", "a"]).code(0).stdout;
     let stamps = snapshot_stamps(&snapdir);
     assert_eq!(stamps.len(), 1);
 
@@ -1103,7 +1137,7 @@ fn tinyfs_full_disk() {
             0o644,
         );
     }
-    let out = e.run(&args!["bu", "-A", "a"]).expect(1);
+    let out = e.run(&args!["bu", "-A", "a"]).code(1);
     assert!(
         out.stderr.to_lowercase().contains("no space left"),
         "{}",
@@ -1115,7 +1149,7 @@ fn tinyfs_full_disk() {
         stamps,
         "a failed bu left a snapshot"
     );
-    assert_eq!(e.ok(&args!["lss", "-A", "a"]).stdout, lss);
+    assert_eq!(e.run(&args!["lss", "-A", "a"]).code(0).stdout, lss);
 
     let repair = e.run(&args!["check", "-R", "r", "--repair"]);
     assert!(
@@ -1123,7 +1157,7 @@ fn tinyfs_full_disk() {
         "{}",
         repair.describe()
     );
-    let ck = e.run(&args!["check", "-R", "r"]).expect(0);
+    let ck = e.run(&args!["check", "-R", "r"]).code(0);
     assert!(ck.stdout.contains("0 problem(s)"), "{}", ck.describe());
     assert_eq!(temp_files(&mnt), Vec::<PathBuf>::new(), "temp files left");
 
@@ -1140,13 +1174,13 @@ fn tinyfs_full_disk() {
     // Without the big files (prune too: the failed run's content may
     // still take space), the next bu succeeds.
     fs::remove_dir_all(src.join("big")).unwrap();
-    e.ok(&args!["prune", "-R", "r"]);
+    e.run(&args!["prune", "-R", "r"]).code(0);
     let (b, _) = bu(&e, "a");
     assert_eq!(num(&b, "files"), 20, "{b}");
     assert_eq!(snapshot_stamps(&snapdir).len(), 2);
     let now = listing(&src);
     extract_exact(&e, &world, &src, 0, &now, "tinyfs: bu after freeing space");
-    let ck = e.run(&args!["check", "-R", "r", "--read-data"]).expect(0);
+    let ck = e.run(&args!["check", "-R", "r", "--read-data"]).code(0);
     assert!(ck.stdout.contains("0 problem(s)"), "{}", ck.describe());
     assert_eq!(temp_files(&mnt), Vec::<PathBuf>::new(), "temp files left");
     let free = rustix::fs::statvfs(&mnt).unwrap();

@@ -1,0 +1,17 @@
+//! The integration tests: one test binary (`cargo test --test it`), one
+//! module per area, all on the shared [`world`] (isolated temp dirs, the
+//! real binary, data generators, tree listings, the rigs, and the only
+//! uses of the epygibus library in `world::lib_api`).
+//! `cargo test --test it rigs::` runs one module.
+
+#[macro_use]
+mod world;
+
+mod backup_cli;
+mod concurrency;
+mod crash;
+mod repo_cli;
+mod restore_cli;
+mod rigs;
+mod source_trouble;
+mod ux_cli;

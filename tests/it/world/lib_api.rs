@@ -1,0 +1,110 @@
+//! Every use the integration tests make of the epygibus library's storage
+//! functions, as path-based helpers over the storage interface: reading
+//! snapshot directories and repositories, and storing content (which has
+//! no command). Only this file knows how the library reaches its bytes.
+//!
+//! The data types (`Snapshot`, `SnapshotName`, `DirNode`, `Node`,
+//! `ContentToken`…) and their own methods are used directly elsewhere;
+//! nothing outside this file calls `format::…` or `Repository`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use epygibus::content::{Access, ContentToken, LockWait, Repository};
+use epygibus::snapshot::format::{self, Snapshot, SnapshotName};
+use epygibus::store::LocalStore;
+
+/// The snapshots in a snapshot directory, oldest first.
+pub fn list_snapshots(dir: &Path) -> Vec<SnapshotName> {
+    format::list_snapshots(&LocalStore::new(dir))
+        .unwrap_or_else(|e| panic!("cannot list the snapshots in {}: {e}", dir.display()))
+}
+
+/// A snapshot, decoded; fails the test if it does not decode.
+pub fn read_snapshot(dir: &Path, name: &SnapshotName) -> Snapshot {
+    try_read_snapshot(dir, name)
+        .unwrap_or_else(|e| panic!("snapshot {} does not decode: {e}", name.stamp()))
+}
+
+/// A snapshot, decoded, or why it cannot be.
+pub fn try_read_snapshot(dir: &Path, name: &SnapshotName) -> Result<Snapshot, String> {
+    format::read_snapshot(&LocalStore::new(dir), name).map_err(|e| e.to_string())
+}
+
+/// The file a snapshot is stored in.
+pub fn snapshot_path(dir: &Path, name: &SnapshotName) -> PathBuf {
+    dir.join(name.file_name())
+}
+
+/// Decodes the bytes of a snapshot file that would be at `path`.
+pub fn decode_snapshot(bytes: &[u8], path: &Path) -> Snapshot {
+    format::decode(bytes, &path.display().to_string())
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
+}
+
+fn open_read_only(repo: &Path) -> Repository {
+    Repository::open_dir(repo, Access::ReadOnly)
+        .unwrap_or_else(|e| panic!("cannot open repository {}: {e}", repo.display()))
+}
+
+fn open_locked(repo: &Path) -> Repository {
+    Repository::open_dir(
+        repo,
+        Access::Locked {
+            command: "test",
+            wait: LockWait::no_wait(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("cannot lock repository {}: {e}", repo.display()))
+}
+
+/// The repository's reference counts, read without a lock.
+pub fn ref_counts(repo: &Path) -> HashMap<ContentToken, u64> {
+    open_read_only(repo).ref_counts()
+}
+
+/// A content item's bytes, read without a lock.
+pub fn read_content(repo: &Path, token: &ContentToken) -> Result<Vec<u8>, String> {
+    let mut data = Vec::new();
+    open_read_only(repo)
+        .open_contents_read_only(token)
+        .map_err(|e| e.to_string())?
+        .read_to_end(&mut data)
+        .map_err(|e| e.to_string())?;
+    Ok(data)
+}
+
+/// How many bytes the content item takes on disk.
+pub fn stored_size(repo: &Path, token: &ContentToken) -> u64 {
+    open_read_only(repo)
+        .content_storage_stats(token)
+        .unwrap_or_else(|| panic!("{} is not in {}", token.to_hex(), repo.display()))
+        .0
+}
+
+/// Stores the files (one reference each) under the repository's lock and
+/// commits; the lock is released on return.
+pub fn store(repo: &Path, files: &[&Path]) -> Vec<ContentToken> {
+    let r = open_locked(repo);
+    let session = r.begin_backup();
+    let tokens = files
+        .iter()
+        .map(|f| {
+            session
+                .store_contents(f)
+                .unwrap_or_else(|e| panic!("cannot store {}: {e}", f.display()))
+        })
+        .collect();
+    session.commit_counts().unwrap().snapshot_written().unwrap();
+    tokens
+}
+
+/// Releases one reference of each token and commits; returns how many
+/// tokens had no reference left to release.
+pub fn release(repo: &Path, tokens: &[ContentToken]) -> u64 {
+    let r = open_locked(repo);
+    let n = r.release_contents(tokens);
+    r.commit().unwrap();
+    n
+}
