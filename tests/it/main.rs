@@ -10,6 +10,7 @@ mod world;
 mod backup_cli;
 mod concurrency;
 mod crash;
+mod house;
 mod repo_cli;
 mod restore_cli;
 mod rigs;
