@@ -175,15 +175,7 @@ impl Repository {
     /// Opens the repository in `store`.
     pub fn open(store: SharedStore, access: Access) -> Result<Repository> {
         let prefer = layout::read_format(store.as_ref())?;
-        let lock = match access {
-            Access::ReadOnly => None,
-            Access::Locked { command, wait } => Some(RepoLock::acquire(
-                store.clone(),
-                layout::LOCK_FILE,
-                command,
-                &wait,
-            )?),
-        };
+        let lock = take_lock(&store, access)?;
         let index = persist::load_index(store.as_ref())?;
         Ok(Repository {
             store,
@@ -204,15 +196,7 @@ impl Repository {
         access: Access,
     ) -> Result<(Repository, Vec<String>)> {
         let prefer = layout::read_format(store.as_ref())?;
-        let lock = match access {
-            Access::ReadOnly => None,
-            Access::Locked { command, wait } => Some(RepoLock::acquire(
-                store.clone(),
-                layout::LOCK_FILE,
-                command,
-                &wait,
-            )?),
-        };
+        let lock = take_lock(&store, access)?;
         let (generation, set_aside) = persist::set_aside_broken(store.as_ref())?;
         Ok((
             Repository {
@@ -314,6 +298,19 @@ impl Repository {
             .map(|(t, e)| (*t, e.refs))
             .collect()
     }
+}
+
+/// The lock `access` asks for, if any.
+fn take_lock(store: &SharedStore, access: Access) -> Result<Option<RepoLock>> {
+    Ok(match access {
+        Access::ReadOnly => None,
+        Access::Locked { command, wait } => Some(RepoLock::acquire(
+            store.clone(),
+            layout::LOCK_FILE,
+            command,
+            &wait,
+        )?),
+    })
 }
 
 /// The token of everything `reader` yields (to compare a file on disk with

@@ -15,20 +15,23 @@ pub struct BadGlob {
     pub reason: String,
 }
 
-/// Matches one list of globs against names and paths.
+/// Matches one list of globs against names and paths: the glob rules of
+/// excludes, shared with `find` so a pattern means the same in both.
 #[derive(Clone, Debug)]
-struct Matcher {
+pub struct Matcher {
     names: GlobSet,
     paths: GlobSet,
 }
 
 impl Matcher {
-    fn new(globs: &[String]) -> Result<Matcher, BadGlob> {
+    /// Parses the globs; the first that does not parse is the error.
+    pub fn new<S: AsRef<str>>(globs: &[S]) -> Result<Matcher, BadGlob> {
         let mut names = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
         for g in globs {
+            let g = g.as_ref();
             let bad = |e: globset::Error| BadGlob {
-                glob: g.clone(),
+                glob: g.to_owned(),
                 reason: e.kind().to_string(),
             };
             if g.contains('/') {
@@ -44,7 +47,11 @@ impl Matcher {
         }
         let build = |b: GlobSetBuilder| {
             b.build().map_err(|e| BadGlob {
-                glob: globs.join(" "),
+                glob: globs
+                    .iter()
+                    .map(|g| g.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 reason: e.to_string(),
             })
         };
@@ -54,7 +61,8 @@ impl Matcher {
         })
     }
 
-    fn matches(&self, name: &OsStr, path: &Path) -> bool {
+    /// Whether an entry called `name` at absolute `path` matches.
+    pub fn matches(&self, name: &OsStr, path: &Path) -> bool {
         (!self.names.is_empty() && self.names.is_match(name))
             || (!self.paths.is_empty() && self.paths.is_match(path))
     }

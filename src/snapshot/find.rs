@@ -4,11 +4,6 @@
 //! a glob with `/` matches its whole absolute path (`*` stays within one
 //! component, `**` crosses them).
 //!
-//! The matcher is built here with the same globset options as the exclude
-//! matcher rather than through it, because find needs to match names and
-//! paths given as bytes without the file/dir split of excludes; a test
-//! checks both agree on every case.
-//!
 //! Unlike restic's `find`, a match is the entry whose name or path
 //! matches, not also everything below a matching directory (restic's
 //! patterns match a path prefix, so `restic find deep` also lists
@@ -19,63 +14,25 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-
-use super::exclude::BadGlob;
+use super::exclude::{BadGlob, Matcher};
 use super::lookup::{Kind, path_of};
 use super::model::{Attrs, DirNode, Node};
 use crate::content::ContentToken;
 
 /// Compiled find patterns; build once, search many snapshots.
 #[derive(Clone, Debug)]
-pub struct Patterns {
-    names: GlobSet,
-    paths: GlobSet,
-}
+pub struct Patterns(Matcher);
 
 impl Patterns {
     /// Parses the globs; the first that does not parse is the error.
     pub fn new<S: AsRef<str>>(globs: &[S]) -> Result<Patterns, BadGlob> {
-        let mut names = GlobSetBuilder::new();
-        let mut paths = GlobSetBuilder::new();
-        for g in globs {
-            let g = g.as_ref();
-            let bad = |e: globset::Error| BadGlob {
-                glob: g.to_owned(),
-                reason: e.kind().to_string(),
-            };
-            // The same options as the exclude matcher's.
-            if g.contains('/') {
-                let glob = GlobBuilder::new(g)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .build()
-                    .map_err(bad)?;
-                paths.add(glob);
-            } else {
-                names.add(Glob::new(g).map_err(bad)?);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build().map_err(|e| BadGlob {
-                glob: globs
-                    .iter()
-                    .map(|g| g.as_ref())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                reason: e.to_string(),
-            })
-        };
-        Ok(Patterns {
-            names: build(names)?,
-            paths: build(paths)?,
-        })
+        Matcher::new(globs).map(Patterns)
     }
 
     /// Whether an entry called `name` at absolute `path` matches.
     pub fn is_match(&self, name: &[u8], path: &[u8]) -> bool {
-        (!self.names.is_empty() && self.names.is_match(OsStr::from_bytes(name)))
-            || (!self.paths.is_empty() && self.paths.is_match(Path::new(OsStr::from_bytes(path))))
+        self.0
+            .matches(OsStr::from_bytes(name), Path::new(OsStr::from_bytes(path)))
     }
 }
 
