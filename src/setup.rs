@@ -123,12 +123,19 @@ pub fn default_repository(config: &Config) -> Result<(RepoSpec, bool)> {
     if let Ok(spec) = config.repo(&name) {
         return Ok((spec, false));
     }
+    let location = default_location()?;
+    Ok((create_repository(config, &name, &location, true)?, true))
+}
+
+/// Where repositories and archives go when no location is given: the
+/// data directory (see [`Config::default_data_dir`]), created if missing.
+pub fn default_location() -> Result<PathBuf> {
     let location = Config::default_data_dir()?;
     fs::create_dir_all(&location).map_err(|err| SetupError::Io {
         path: location.clone(),
         err,
     })?;
-    Ok((create_repository(config, &name, &location, true)?, true))
+    Ok(location)
 }
 
 /// What `new` needs to create an archive.

@@ -112,12 +112,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
     };
     let location = match args.location {
         Some(l) => l,
-        None => {
-            let dir = crate::config::Config::default_data_dir()?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("could not create {}", dir.display()))?;
-            dir
-        }
+        None => setup::default_location()?,
     };
     let spec = setup::create_archive(
         &ctx.config,
