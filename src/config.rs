@@ -251,6 +251,12 @@ pub enum ListFile {
 }
 
 impl ListFile {
+    pub const ALL: [ListFile; 3] = [
+        ListFile::Includes,
+        ListFile::ExcludedDirs,
+        ListFile::ExcludedFiles,
+    ];
+
     pub fn file_name(self) -> &'static str {
         match self {
             ListFile::Includes => "includes",
@@ -261,6 +267,75 @@ impl ListFile {
 }
 
 const ARCHIVE_SPEC_FILE: &str = "spec";
+
+/// Keys of an archive's `spec` file that describe this machine's use of
+/// the archive rather than the archive itself: where its snapshot
+/// directory is mounted here, and how it was attached. They are not
+/// copied beside the snapshots (see `snapshot::spec`); every other key is,
+/// whatever it is.
+pub const LOCAL_ARCHIVE_KEYS: &[&str] = &["snapshot_dir", "read_only", "made_by", "adopted_from"];
+
+/// An archive's three lists as their lines (blank lines and `#` comments
+/// dropped).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveLists {
+    pub includes: Vec<Vec<u8>>,
+    pub excluded_dirs: Vec<Vec<u8>>,
+    pub excluded_files: Vec<Vec<u8>>,
+}
+
+impl ArchiveLists {
+    /// The lists in the order of [`ListFile::ALL`].
+    pub fn all(&self) -> [&Vec<Vec<u8>>; 3] {
+        [&self.includes, &self.excluded_dirs, &self.excluded_files]
+    }
+
+    pub fn get(&self, list: ListFile) -> &Vec<Vec<u8>> {
+        match list {
+            ListFile::Includes => &self.includes,
+            ListFile::ExcludedDirs => &self.excluded_dirs,
+            ListFile::ExcludedFiles => &self.excluded_files,
+        }
+    }
+
+    pub fn get_mut(&mut self, list: ListFile) -> &mut Vec<Vec<u8>> {
+        match list {
+            ListFile::Includes => &mut self.includes,
+            ListFile::ExcludedDirs => &mut self.excluded_dirs,
+            ListFile::ExcludedFiles => &mut self.excluded_files,
+        }
+    }
+}
+
+/// How this machine uses an archive, from its spec's local keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Created here with `new`, or attached as this machine's own.
+    Own,
+    /// Another host's (or user's) archive, attached for reading:
+    /// `made_by` is `user@host`.
+    ReadOnly { made_by: String },
+    /// Another host's archive that this machine continues (`attach
+    /// --adopt`); `from` is `user@host` it was made by.
+    Adopted { from: String },
+}
+
+impl Attachment {
+    /// From an archive's `spec` fields; `path` names the file in errors.
+    pub fn of(fields: &BTreeMap<String, String>, path: &Path) -> Result<Attachment> {
+        let text = |k: &str| fields.get(k).cloned().unwrap_or_default();
+        if flag(fields, "read_only", false, path)? {
+            let made_by = Some(text("made_by"))
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "another machine".into());
+            return Ok(Attachment::ReadOnly { made_by });
+        }
+        Ok(match fields.get("adopted_from") {
+            Some(from) if !from.is_empty() => Attachment::Adopted { from: from.clone() },
+            _ => Attachment::Own,
+        })
+    }
+}
 
 impl Config {
     fn archives_dir(&self) -> PathBuf {
@@ -283,6 +358,17 @@ impl Config {
 
     /// Reads the spec of archive `name`.
     pub fn archive(&self, name: &Name) -> Result<ArchiveSpec> {
+        let fields = self.archive_fields(name)?;
+        let lists = self.archive_lists(name)?;
+        let spec_path = self.archive_dir(name).join(ARCHIVE_SPEC_FILE);
+        archive_from_parts(name, &fields, &lists, &spec_path, &|list| {
+            self.archive_list_path(name, list)
+        })
+    }
+
+    /// The `key = value` fields of archive `name`'s `spec` file, all of
+    /// them, known or not.
+    pub fn archive_fields(&self, name: &Name) -> Result<BTreeMap<String, String>> {
         let dir = self.archive_dir(name);
         if !dir.is_dir() {
             return Err(ConfigError::Unknown {
@@ -291,28 +377,21 @@ impl Config {
                 list: "la",
             });
         }
-        let spec_path = dir.join(ARCHIVE_SPEC_FILE);
-        let fields = read_fields(&spec_path)?;
-        let repo_name = required(&fields, "repo", &spec_path)?;
-        let repo = repo_name.parse().map_err(|_| ConfigError::Corrupt {
-            path: spec_path.clone(),
-            reason: format!("`{repo_name}` is not a valid repository name"),
-        })?;
-        let includes = self
-            .read_list(name, ListFile::Includes)?
-            .into_iter()
-            .map(|line| PathBuf::from(std::ffi::OsString::from_vec(line)))
-            .collect();
-        Ok(ArchiveSpec {
-            name: name.clone(),
-            repo,
-            snapshot_dir: PathBuf::from(required(&fields, "snapshot_dir", &spec_path)?),
-            includes,
-            excluded_dirs: self.read_text_list(name, ListFile::ExcludedDirs)?,
-            excluded_files: self.read_text_list(name, ListFile::ExcludedFiles)?,
-            compress: flag(&fields, "compress", true, &spec_path)?,
-            keep_broken_soft_links: flag(&fields, "keep_broken_soft_links", false, &spec_path)?,
-            compare_inodes: flag(&fields, "compare_inodes", false, &spec_path)?,
+        read_fields(&dir.join(ARCHIVE_SPEC_FILE))
+    }
+
+    /// How this machine uses archive `name`.
+    pub fn archive_attachment(&self, name: &Name) -> Result<Attachment> {
+        let fields = self.archive_fields(name)?;
+        Attachment::of(&fields, &self.archive_dir(name).join(ARCHIVE_SPEC_FILE))
+    }
+
+    /// The lines of archive `name`'s three lists.
+    pub fn archive_lists(&self, name: &Name) -> Result<ArchiveLists> {
+        Ok(ArchiveLists {
+            includes: self.read_list(name, ListFile::Includes)?,
+            excluded_dirs: self.read_list(name, ListFile::ExcludedDirs)?,
+            excluded_files: self.read_list(name, ListFile::ExcludedFiles)?,
         })
     }
 
@@ -328,28 +407,65 @@ impl Config {
         Ok(parse_list(&bytes))
     }
 
-    fn read_text_list(&self, name: &Name, list: ListFile) -> Result<Vec<String>> {
-        let path = self.archive_list_path(name, list);
-        self.read_list(name, list)?
-            .into_iter()
-            .map(|line| {
-                String::from_utf8(line).map_err(|_| ConfigError::Corrupt {
-                    path: path.clone(),
-                    reason: "a glob is not UTF-8 text".into(),
-                })
-            })
-            .collect()
-    }
-
     /// Records a new archive spec; fails if the name is taken. Built in a
     /// temp directory and renamed, so a failure leaves nothing behind.
     pub fn add_archive(&self, spec: &ArchiveSpec) -> Result<()> {
+        self.create_archive_dir(&spec.name, |temp| write_archive_files(temp, spec))
+    }
+
+    /// Records archive `name` from spec fields and lists as they are
+    /// (keys this code does not know are kept); fails if the name is
+    /// taken. `comment` heads the spec file.
+    pub fn add_archive_raw(
+        &self,
+        name: &Name,
+        fields: &BTreeMap<String, String>,
+        lists: &ArchiveLists,
+        comment: &str,
+    ) -> Result<()> {
+        self.create_archive_dir(name, |temp| {
+            let write = |file: &str, bytes: &[u8]| {
+                let path = temp.join(file);
+                fsio::write_new_file(&path, bytes)
+                    .map(|_| ())
+                    .map_err(io_err("write", &path))
+            };
+            write(ARCHIVE_SPEC_FILE, fields_text(fields, comment).as_bytes())?;
+            for list in ListFile::ALL {
+                write(list.file_name(), &list_text(list, lists.get(list)))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces archive `name`'s `spec` file with `fields` (its lists stay).
+    /// The configuration lives on this machine's own disk, where renaming
+    /// over a file is atomic.
+    pub fn replace_archive_fields(
+        &self,
+        name: &Name,
+        fields: &BTreeMap<String, String>,
+        comment: &str,
+    ) -> Result<()> {
+        let dir = self.archive_dir(name);
+        let path = dir.join(ARCHIVE_SPEC_FILE);
+        let mut temp = fsio::TempFile::create_in(&dir).map_err(io_err("write into", &dir))?;
+        std::io::Write::write_all(&mut temp, fields_text(fields, comment).as_bytes())
+            .map_err(io_err("write", &path))?;
+        temp.replace(&path).map_err(io_err("replace", &path))
+    }
+
+    fn create_archive_dir(
+        &self,
+        name: &Name,
+        populate: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<()> {
         let parent = self.archives_dir();
         fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
-        let dir = self.archive_dir(&spec.name);
+        let dir = self.archive_dir(name);
         let taken = || ConfigError::Taken {
             kind: "archive",
-            name: spec.name.to_string(),
+            name: name.to_string(),
             path: dir.clone(),
         };
         if fs::symlink_metadata(&dir).is_ok() {
@@ -357,7 +473,7 @@ impl Config {
         }
         let temp = parent.join(fsio::temp_name());
         fs::create_dir(&temp).map_err(io_err("create directory", &temp))?;
-        let written = write_archive_files(&temp, spec);
+        let written = populate(&temp);
         let placed = written.and_then(|()| match fsio::rename_no_replace(&temp, &dir) {
             Ok(true) => Ok(()),
             Ok(false) => Err(taken()),
@@ -443,6 +559,84 @@ fn write_archive_files(dir: &Path, spec: &ArchiveSpec) -> Result<()> {
         globs("files to leave out", &spec.excluded_files).as_bytes(),
     )?;
     Ok(())
+}
+
+/// An archive spec from its parts as read: the `spec` fields and the list
+/// lines. `spec_path` and `list_path` name where they came from in errors.
+pub fn archive_from_parts(
+    name: &Name,
+    fields: &BTreeMap<String, String>,
+    lists: &ArchiveLists,
+    spec_path: &Path,
+    list_path: &dyn Fn(ListFile) -> PathBuf,
+) -> Result<ArchiveSpec> {
+    let repo_name = required(fields, "repo", spec_path)?;
+    let repo = repo_name.parse().map_err(|_| ConfigError::Corrupt {
+        path: spec_path.to_owned(),
+        reason: format!("`{repo_name}` is not a valid repository name"),
+    })?;
+    let includes = lists
+        .includes
+        .iter()
+        .map(|line| PathBuf::from(std::ffi::OsString::from_vec(line.clone())))
+        .collect();
+    let text_list = |list: ListFile| -> Result<Vec<String>> {
+        lists
+            .get(list)
+            .iter()
+            .map(|line| {
+                String::from_utf8(line.clone()).map_err(|_| ConfigError::Corrupt {
+                    path: list_path(list),
+                    reason: "a glob is not UTF-8 text".into(),
+                })
+            })
+            .collect()
+    };
+    Ok(ArchiveSpec {
+        name: name.clone(),
+        repo,
+        snapshot_dir: PathBuf::from(required(fields, "snapshot_dir", spec_path)?),
+        includes,
+        excluded_dirs: text_list(ListFile::ExcludedDirs)?,
+        excluded_files: text_list(ListFile::ExcludedFiles)?,
+        compress: flag(fields, "compress", true, spec_path)?,
+        keep_broken_soft_links: flag(fields, "keep_broken_soft_links", false, spec_path)?,
+        compare_inodes: flag(fields, "compare_inodes", false, spec_path)?,
+    })
+}
+
+/// A `spec` file's text: `comment` (each line made a `#` comment), then
+/// `repo` and `snapshot_dir`, then the other fields in name order.
+fn fields_text(fields: &BTreeMap<String, String>, comment: &str) -> String {
+    let mut text = String::new();
+    for line in comment.lines() {
+        text.push_str(&format!("# {line}\n"));
+    }
+    let first = ["repo", "snapshot_dir"];
+    for key in first {
+        if let Some(v) = fields.get(key) {
+            text.push_str(&format!("{key} = {v}\n"));
+        }
+    }
+    for (k, v) in fields.iter().filter(|(k, _)| !first.contains(&k.as_str())) {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text
+}
+
+/// A list file's bytes: a header comment, then one entry per line.
+fn list_text(list: ListFile, entries: &[Vec<u8>]) -> Vec<u8> {
+    let header = match list {
+        ListFile::Includes => "# one absolute path per line\n",
+        ListFile::ExcludedDirs => "# directories to leave out, one glob per line\n",
+        ListFile::ExcludedFiles => "# files to leave out, one glob per line\n",
+    };
+    let mut out = header.as_bytes().to_vec();
+    for e in entries {
+        out.extend_from_slice(e);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// Lines of a list file, without blank lines, `#` comments and trailing

@@ -10,6 +10,8 @@ use crate::config::{ArchiveSpec, Config, ConfigError, Name, RepoSpec};
 use crate::content::{Access, ContentError, Repository};
 use crate::fsio;
 use crate::snapshot::exclude::{BadGlob, Excludes};
+use crate::snapshot::spec::{self, DiskSpec, SpecError};
+use crate::store::{LocalStore, Store};
 
 /// Name of the repository `new` uses when none is given.
 pub const DEFAULT_REPO: &str = "default";
@@ -36,9 +38,31 @@ pub enum SetupError {
     #[error("include {path} cannot be backed up: {reason}")]
     BadInclude { path: PathBuf, reason: String },
     #[error(
-        "snapshot directory {0} already exists: another archive uses it (names are compared without case on SMB and exFAT)"
+        "repository directory {dir} already exists; to use that repository from this machine, run `epygibus attach --location={location} -R {name}`"
     )]
-    SnapshotDirTaken(PathBuf),
+    RepoDirTaken {
+        dir: PathBuf,
+        location: String,
+        name: Name,
+    },
+    #[error(
+        "snapshot directory {dir} already exists: an archive is there already (names are compared without case on SMB and exFAT); to continue it from this machine, run `epygibus attach --location={location} -A {name}`, or choose another name"
+    )]
+    SnapshotDirTaken {
+        dir: PathBuf,
+        location: String,
+        name: Name,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(
+        "no repository named `{name}` is configured here, but {dir} holds one; to use it from this machine, run `epygibus attach --location={location} -R {name}` first"
+    )]
+    RepoNotAttached {
+        name: Name,
+        dir: PathBuf,
+        location: String,
+    },
     #[error("could not create {path}: {err}")]
     Io { path: PathBuf, err: io::Error },
 }
@@ -101,7 +125,14 @@ pub fn create_repository(
         path: dir.clone(),
     };
     let result = Repository::create_dir(&dir, compressed)
-        .map_err(SetupError::from)
+        .map_err(|e| match e {
+            ContentError::AlreadyExists(dir) => SetupError::RepoDirTaken {
+                dir,
+                location: location.display().to_string(),
+                name: name.clone(),
+            },
+            other => other.into(),
+        })
         .and_then(|()| {
             config.add_repo(&spec).map_err(|e| {
                 let _ = fs::remove_dir_all(&dir);
@@ -113,6 +144,33 @@ pub fn create_repository(
         return Err(e);
     }
     Ok(spec)
+}
+
+/// The configured repository `name` for `new`; when it is not configured
+/// but `location` holds a repository of that name (the configuration was
+/// lost, or it is another machine's), the error says how to attach it.
+pub fn repo_for_new(config: &Config, name: &Name, location: Option<&Path>) -> Result<RepoSpec> {
+    match config.repo(name) {
+        Err(ConfigError::Unknown { .. }) if location.is_some() => {
+            let location = location.expect("checked");
+            let repos = location.join("epygibus.d").join("repos");
+            let on_disk = fs::read_dir(&repos)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|user| user.path().join(name.as_str()))
+                .find(|dir| dir.join("format").is_file());
+            match on_disk {
+                Some(dir) => Err(SetupError::RepoNotAttached {
+                    name: name.clone(),
+                    dir,
+                    location: location.display().to_string(),
+                }),
+                None => Ok(config.repo(name)?),
+            }
+        }
+        other => Ok(other?),
+    }
 }
 
 /// The repository `new` uses when none is named: `default`, created at
@@ -182,7 +240,11 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
     if let Err(err) = fs::create_dir(&snapshot_dir) {
         fsio::remove_dir_chain(&created);
         return Err(if err.kind() == io::ErrorKind::AlreadyExists {
-            SetupError::SnapshotDirTaken(snapshot_dir)
+            SetupError::SnapshotDirTaken {
+                dir: snapshot_dir,
+                location: new.location.display().to_string(),
+                name: new.name,
+            }
         } else {
             SetupError::Io {
                 path: snapshot_dir,
@@ -202,19 +264,32 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
         compare_inodes: new.compare_inodes,
     };
     let id = format!("{host}--{user}--{}", spec.name);
+    let snapshots = LocalStore::new(&snapshot_dir);
+    let undo_config = |e: SetupError| {
+        let _ = config.remove_archive(&spec.name);
+        e
+    };
     let result = config
         .add_archive(&spec)
         .map_err(SetupError::from)
         .and_then(|()| {
+            // The spec beside the snapshots, so the disk alone can set the
+            // archive up again (`epygibus attach`).
+            let copy = DiskSpec::from_config(config, &spec.name, &snapshot_dir, &new.repo.path)
+                .map_err(SetupError::from)
+                .and_then(|copy| Ok(spec::write_if_changed(&snapshots, &copy)?));
+            copy.map(|_| ()).map_err(undo_config)
+        })
+        .and_then(|()| {
             let relative = fsio::relative_path(&new.repo.path, &snapshot_dir);
             let relative = relative.to_str();
             let absolute = snapshot_dir.display().to_string();
-            repo.register_user(&id, &absolute, relative).map_err(|e| {
-                let _ = config.remove_archive(&spec.name);
-                SetupError::from(e)
-            })
+            repo.register_user(&id, &absolute, relative)
+                .map_err(|e| undo_config(e.into()))
         });
     if let Err(e) = result {
+        let _ = spec::remove_all(&snapshots);
+        let _ = snapshots.barrier();
         let _ = fs::remove_dir(&snapshot_dir);
         fsio::remove_dir_chain(&created);
         return Err(e);

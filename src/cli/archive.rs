@@ -9,7 +9,7 @@ use clap::{ArgGroup, Args};
 use super::output::{Table, print_json, rfc3339_ns, size};
 use super::{Context, EXIT_OK};
 use crate::clock::human_duration;
-use crate::config::{ListFile, Name};
+use crate::config::{Attachment, ListFile, Name};
 use crate::ops::archive::replace_list;
 use crate::ops::source::archive;
 use crate::setup::{self, NewArchive};
@@ -97,7 +97,7 @@ pub struct ShowArgs {
 pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
     let name: Name = args.archive.parse()?;
     let repo = match &args.repo {
-        Some(r) => ctx.config.repo(&r.parse()?)?,
+        Some(r) => setup::repo_for_new(&ctx.config, &r.parse()?, args.location.as_deref())?,
         None => {
             let (spec, created) = setup::default_repository(&ctx.config)?;
             if created {
@@ -139,7 +139,8 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
 
 pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
     let name: Name = args.archive.parse()?;
-    ctx.config.archive(&name)?;
+    // Refused before the editor opens, not after.
+    archive(ctx, name.as_str())?.check_writable()?;
     let list = if args.includes {
         ListFile::Includes
     } else if args.excluded_dirs {
@@ -158,10 +159,16 @@ pub fn edit(ctx: &Context, args: EditArgs) -> anyhow::Result<u8> {
         Ok(replace_list(ctx, &name, list, &edited)?)
     });
     let _ = std::fs::remove_file(&draft);
-    if result? {
+    let edit = result?;
+    if edit.changed {
         outln!("Updated {}.", path.display());
     } else {
         outln!("No change to {}.", path.display());
+    }
+    if let Some(e) = edit.copy_error {
+        eprintln!(
+            "epygibus: warning: the spec copy beside the snapshots could not be updated ({e}); the next `bu` writes it"
+        );
     }
     Ok(EXIT_OK)
 }
@@ -194,8 +201,12 @@ pub fn list_archives(ctx: &Context, args: ListArchivesArgs) -> anyhow::Result<u8
             Ok(a) => {
                 let count = a.list().ok().map(|s| s.len());
                 let spec = a.spec;
+                let shown = match &a.attachment {
+                    Attachment::ReadOnly { .. } => format!("{name} (read-only)"),
+                    _ => name.to_string(),
+                };
                 t.row(vec![
-                    name.to_string(),
+                    shown,
                     spec.repo.to_string(),
                     count.map_or_else(|| "?".into(), |c| c.to_string()),
                     spec.snapshot_dir.display().to_string(),
@@ -205,6 +216,7 @@ pub fn list_archives(ctx: &Context, args: ListArchivesArgs) -> anyhow::Result<u8
                     "repository": spec.repo.as_str(),
                     "snapshot_dir": spec.snapshot_dir.display().to_string(),
                     "snapshots": count,
+                    "read_only": matches!(a.attachment, Attachment::ReadOnly { .. }),
                 }));
             }
             Err(e) => {
@@ -229,6 +241,11 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
     let a = archive(ctx, &args.archive)?;
     let names = a.list()?;
     let (spec, store) = (a.spec, a.snapshots.as_ref());
+    let (read_only, made_by, adopted_from) = match &a.attachment {
+        Attachment::Own => (false, None, None),
+        Attachment::ReadOnly { made_by } => (true, Some(made_by.as_str()), None),
+        Attachment::Adopted { from } => (false, None, Some(from.as_str())),
+    };
     if args.json {
         let path_text = |p: &PathBuf| p.display().to_string();
         print_json(&json!({
@@ -238,6 +255,9 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
             "compress": spec.compress,
             "keep_broken_soft_links": spec.keep_broken_soft_links,
             "compare_inodes": spec.compare_inodes,
+            "read_only": read_only,
+            "made_by": made_by,
+            "adopted_from": adopted_from,
             "includes": spec.includes.iter().map(path_text).collect::<Vec<_>>(),
             "excluded_dirs": spec.excluded_dirs,
             "excluded_files": spec.excluded_files,
@@ -258,6 +278,12 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
         }
     );
     outln!("Compare inodes:     {}", yes_no(spec.compare_inodes));
+    if let Some(m) = made_by {
+        outln!("Attached:           read-only (made by {m})");
+    }
+    if let Some(f) = adopted_from {
+        outln!("Attached:           adopted from {f}");
+    }
     outln!("Includes:");
     for p in &spec.includes {
         outln!("  {}", p.display());

@@ -121,6 +121,9 @@ fn bu_one(
     };
     let bar = super::progress::Bar::new(args.quiet);
     let report = backup::backup(ctx, archive, options, command, &bar)?;
+    for w in &report.warnings {
+        eprintln!("epygibus: warning: {w}");
+    }
     if let Some(why) = &report.previous_unusable {
         eprintln!(
             "epygibus: warning: the previous snapshot could not be used, so every file was read: {why}"

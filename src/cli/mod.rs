@@ -21,6 +21,7 @@ macro_rules! outln {
 }
 
 mod archive;
+mod attach;
 mod backup;
 mod check;
 mod output;
@@ -83,6 +84,20 @@ enum Command {
     ///
     /// Example: epygibus new -A docs -I ~/Documents -Xd .cache -Xf '*.tmp' -R home --location=/mnt/nas
     New(archive::NewArgs),
+    /// Register the repositories and archives on a backup disk here.
+    ///
+    /// After a reinstall, or from a second machine: finds what
+    /// DIR/epygibus.d holds, lists it, and registers it in this machine's
+    /// configuration, so `bu` continues an archive's series (reading only
+    /// changed files) and lss, restore, del and prune work as before. An
+    /// archive another host (or user) made is attached read-only unless
+    /// --adopt. Without -R and -A everything found is attached; on any
+    /// problem nothing is changed.
+    ///
+    /// Examples: epygibus attach --location=/mnt/nas (after a reinstall);
+    /// epygibus attach --location=/mnt/nas -R home, then epygibus new -A laptop -I ~ -R home --location=/mnt/nas (a second machine);
+    /// epygibus attach --location=/mnt/nas -A docs --adopt (a new host name)
+    Attach(attach::AttachArgs),
     /// Edit an archive's includes or exclude globs in $EDITOR (default vi).
     ///
     /// The result is checked before it replaces the old list.
@@ -250,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::New(a) => archive::new(&ctx, a),
+        Command::Attach(a) => attach::attach(&ctx, a),
         Command::Edit(a) => archive::edit(&ctx, a),
         Command::ListArchives(a) => archive::list_archives(&ctx, a),
         Command::Show(a) => archive::show(&ctx, a),
@@ -280,7 +296,7 @@ fn limit_malloc_arenas() {
 const GROUPS: &[(&str, &[&str])] = &[
     (
         "Setting up",
-        &["new_repo", "new", "edit", "lr", "la", "show"],
+        &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
     ),
     ("Backing up", &["bu", "lss", "del"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),

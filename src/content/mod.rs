@@ -25,7 +25,7 @@ pub use compress::CompressReport;
 pub use lock::{LockError, LockHolder, LockWait, RepoLock};
 pub use prune::{PruneReport, PruneRules};
 pub use refcount::{IndexDecodeError, IndexEntry, RefIndex, StoredForm};
-pub use registry::Registration;
+pub use registry::{Registration, registrations_in};
 pub use token::{BadToken, ContentToken};
 pub use write::{BackupSession, CountedBackup, SessionCounters};
 
@@ -211,6 +211,12 @@ impl Repository {
             },
             set_aside,
         ))
+    }
+
+    /// Checks that `store` holds a repository this epygibus can use (its
+    /// `format` file), without taking a lock or reading the index.
+    pub fn check_format(store: &dyn crate::store::Store) -> Result<()> {
+        layout::read_format(store).map(|_| ())
     }
 
     /// Opens the repository in directory `dir`.

@@ -49,42 +49,50 @@ impl Repository {
     /// naming it, so a caller's scan knows it is incomplete (prune must
     /// then not remove anything).
     pub fn registrations(&self) -> Result<Vec<std::result::Result<Registration, String>>> {
-        let mut found = Vec::new();
-        for meta in self.store.list(&format!("{REGISTRY_DIR}/"))? {
-            let id = meta.name[REGISTRY_DIR.len() + 1..].to_owned();
-            if id.contains('/') {
+        registrations_in(self.store.as_ref())
+    }
+}
+
+/// The registrations of the repository in `store`, without opening it
+/// (see [`Repository::registrations`]).
+pub fn registrations_in(
+    store: &dyn crate::store::Store,
+) -> Result<Vec<std::result::Result<Registration, String>>> {
+    let mut found = Vec::new();
+    for meta in store.list(&format!("{REGISTRY_DIR}/"))? {
+        let id = meta.name[REGISTRY_DIR.len() + 1..].to_owned();
+        if id.contains('/') {
+            continue;
+        }
+        let bytes = match store.read(&meta.name) {
+            Ok(b) => b,
+            Err(e) => {
+                found.push(Err(format!("archive registration {e}")));
                 continue;
             }
-            let bytes = match self.store.read(&meta.name) {
-                Ok(b) => b,
-                Err(e) => {
-                    found.push(Err(format!("archive registration {e}")));
-                    continue;
-                }
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            let field = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
-                    .map(str::to_owned)
-            };
-            let Some(snapshot_dir) = field("snapshot_dir").or_else(|| field("relative")) else {
-                found.push(Err(format!(
-                    "archive registration {} names no snapshot directory",
-                    self.store.place(&meta.name)
-                )));
-                continue;
-            };
-            found.push(Ok(Registration {
-                id,
-                snapshot_dir,
-                relative: field("relative"),
-            }));
-        }
-        found.sort_by(|a, b| match (a, b) {
-            (Ok(a), Ok(b)) => a.id.cmp(&b.id),
-            (a, b) => a.is_ok().cmp(&b.is_ok()),
-        });
-        Ok(found)
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
+                .map(str::to_owned)
+        };
+        let Some(snapshot_dir) = field("snapshot_dir").or_else(|| field("relative")) else {
+            found.push(Err(format!(
+                "archive registration {} names no snapshot directory",
+                store.place(&meta.name)
+            )));
+            continue;
+        };
+        found.push(Ok(Registration {
+            id,
+            snapshot_dir,
+            relative: field("relative"),
+        }));
     }
+    found.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a.id.cmp(&b.id),
+        (a, b) => a.is_ok().cmp(&b.is_ok()),
+    });
+    Ok(found)
 }

@@ -24,15 +24,20 @@ pub fn backup(
 ) -> Result<BackupReport> {
     let a = archive(ctx, name)?;
     let repo = a.lock_repo(ctx, command)?;
+    // The spec beside the snapshots follows the configuration (edited by
+    // hand, or written by an older epygibus that kept none).
+    let copy_warning = match super::archive::refresh_spec_copy(ctx, &a) {
+        Ok(_) => None,
+        Err(e @ super::OpError::OwnedElsewhere { .. }) => return Err(e),
+        Err(e) => Some(format!(
+            "the archive's spec copy beside its snapshots could not be written: {e}"
+        )),
+    };
     let options = snapshot::BackupOptions {
         compress: options.compress.unwrap_or(a.spec.compress),
         force_read: options.force_read,
     };
-    Ok(snapshot::backup(
-        &a.spec,
-        a.snapshots.as_ref(),
-        &repo,
-        options,
-        progress,
-    )?)
+    let mut report = snapshot::backup(&a.spec, a.snapshots.as_ref(), &repo, options, progress)?;
+    report.warnings.extend(copy_warning);
+    Ok(report)
 }

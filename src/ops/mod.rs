@@ -6,6 +6,7 @@
 //! present; they never print from here.
 
 pub mod archive;
+pub mod attach;
 pub mod backup;
 pub mod check;
 pub mod housekeeping;
@@ -21,6 +22,7 @@ use crate::setup::SetupError;
 use crate::snapshot::ArchiveError;
 use crate::snapshot::format::SnapshotError;
 use crate::snapshot::retrieve::RetrieveError;
+use crate::snapshot::spec::SpecError;
 use crate::store::{Location, SharedStore, StoreError};
 
 pub use source::Source;
@@ -43,6 +45,31 @@ pub enum OpError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(
+        "archive `{name}` is attached read-only: it was made by {made_by}. To continue its series from this machine, run `epygibus attach --location={location} -A {name} --adopt`; to back this machine up separately, create an archive of its own with `epygibus new`"
+    )]
+    ReadOnlyArchive {
+        name: Name,
+        made_by: String,
+        location: String,
+    },
+    #[error(
+        "archive `{name}` is backed up from {owner} now (its spec copy {place} says so), so this machine no longer writes to it; to continue it from this machine instead, run `epygibus attach --location={location} -A {name} --adopt`"
+    )]
+    OwnedElsewhere {
+        name: Name,
+        owner: String,
+        place: String,
+        location: String,
+    },
+    #[error(
+        "{0} holds no `epygibus.d` directory, so it is not an epygibus backup location (is the disk mounted?); nothing was changed"
+    )]
+    NotABackupLocation(PathBuf),
+    #[error("{}; nothing was changed", .0.join("; "))]
+    AttachRefused(Vec<String>),
     #[error(
         "nothing was pruned, because not every snapshot using the repository could be read: {}",
         .0.join("; ")

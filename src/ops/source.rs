@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{Context, OpError, Result, dir_store};
-use crate::config::{ArchiveSpec, Name};
+use crate::config::{ArchiveSpec, Attachment, Name};
 use crate::content::{Access, ContentError, LockError, Repository};
 use crate::snapshot::format::{self, RepoRef, Snapshot, SnapshotName};
 use crate::snapshot::select;
@@ -27,14 +27,34 @@ pub enum SourceSpec {
 pub struct Archive {
     pub spec: ArchiveSpec,
     pub snapshots: SharedStore,
+    /// Whether this machine made it, reads it only, or adopted it.
+    pub attachment: Attachment,
 }
 
 /// Reads an archive's spec by name and opens its snapshot directory.
 pub fn archive(ctx: &Context, name: &str) -> Result<Archive> {
     let name: Name = name.parse()?;
     let spec = ctx.config.archive(&name)?;
+    let attachment = ctx.config.archive_attachment(&name)?;
     let snapshots = dir_store(&spec.snapshot_dir);
-    Ok(Archive { spec, snapshots })
+    Ok(Archive {
+        spec,
+        snapshots,
+        attachment,
+    })
+}
+
+/// The backup location holding a snapshot directory
+/// (`<location>/epygibus.d/snapshots/<host>/<user>/<archive>`), for
+/// messages that suggest a command; the directory itself if it is not
+/// laid out so.
+pub fn location_of(snapshot_dir: &Path) -> PathBuf {
+    let up = |n: usize| snapshot_dir.ancestors().nth(n);
+    let named = |n: usize, name: &str| up(n).and_then(Path::file_name) == Some(OsStr::new(name));
+    match up(5) {
+        Some(location) if named(3, "snapshots") && named(4, "epygibus.d") => location.to_owned(),
+        _ => snapshot_dir.to_owned(),
+    }
 }
 
 impl Archive {
@@ -43,10 +63,26 @@ impl Archive {
         Ok(format::list_snapshots(self.snapshots.as_ref())?)
     }
 
-    /// Opens the archive's repository holding its lock for `command`.
+    /// Opens the archive's repository holding its lock for `command`, to
+    /// change this archive (back up, delete or convert snapshots): refused
+    /// for an archive attached read-only.
     pub fn lock_repo(&self, ctx: &Context, command: &str) -> Result<Repository> {
+        self.check_writable()?;
         let repo = ctx.config.repo(&self.spec.repo)?;
         ctx.lock_dir(&repo.path, command)
+    }
+
+    /// Err when this machine may only read the archive (another host's,
+    /// attached without `--adopt`).
+    pub fn check_writable(&self) -> Result<()> {
+        match &self.attachment {
+            Attachment::ReadOnly { made_by } => Err(OpError::ReadOnlyArchive {
+                name: self.spec.name.clone(),
+                made_by: made_by.clone(),
+                location: location_of(&self.spec.snapshot_dir).display().to_string(),
+            }),
+            Attachment::Own | Attachment::Adopted { .. } => Ok(()),
+        }
     }
 
     /// Picks a snapshot by `--back` (see [`select`]).

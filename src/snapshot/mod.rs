@@ -18,6 +18,7 @@ mod restic_compare;
 pub mod restore;
 pub mod retrieve;
 pub mod scan;
+pub mod spec;
 #[cfg(test)]
 mod testtree;
 
@@ -92,6 +93,8 @@ pub struct BackupReport {
     /// Why the previous snapshot could not be used for change detection.
     pub previous_unusable: Option<String>,
     pub size_on_disk: u64,
+    /// Things the caller should tell (the run succeeded).
+    pub warnings: Vec<String>,
 }
 
 /// Takes a snapshot of the archive into `snapshots`. Content is stored and
@@ -200,6 +203,7 @@ pub fn backup(
         header: snapshot.header,
         problems: built.problems,
         previous_unusable,
+        warnings: Vec::new(),
     })
 }
 
