@@ -269,11 +269,18 @@ impl ListFile {
 const ARCHIVE_SPEC_FILE: &str = "spec";
 
 /// Keys of an archive's `spec` file that describe this machine's use of
-/// the archive rather than the archive itself: where its snapshot
-/// directory is mounted here, and how it was attached. They are not
-/// copied beside the snapshots (see `snapshot::spec`); every other key is,
-/// whatever it is.
-pub const LOCAL_ARCHIVE_KEYS: &[&str] = &["snapshot_dir", "read_only", "made_by", "adopted_from"];
+/// the archive rather than the archive itself: the name its repository
+/// has here, where its snapshot directory is mounted here, and how it was
+/// attached. They are not copied beside the snapshots (see
+/// `snapshot::spec`, which records the repository by its name and paths
+/// on the disk); every other key is, whatever it is.
+pub const LOCAL_ARCHIVE_KEYS: &[&str] = &[
+    "repo",
+    "snapshot_dir",
+    "read_only",
+    "made_by",
+    "adopted_from",
+];
 
 /// An archive's three lists as their lines (blank lines and `#` comments
 /// dropped).

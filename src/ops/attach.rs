@@ -279,15 +279,14 @@ fn found_archive(
                 "it has no complete spec copy beside its snapshots, so its includes and repository come from snapshot {}; its exclude globs and options are not known (check them with `epygibus show` and `epygibus edit`)",
                 newest.stamp()
             ));
-            let mut fields = BTreeMap::new();
-            fields.insert("repo".to_owned(), h.repo.name.clone());
             let spec = DiskSpec {
                 archive: name.to_owned(),
                 host: h.host.clone(),
                 user: h.user.clone(),
+                repo: h.repo.name.clone(),
                 repo_path: h.repo.path.clone(),
                 repo_relative: h.repo.relative.clone(),
-                fields,
+                fields: BTreeMap::new(),
                 lists: crate::config::ArchiveLists {
                     includes: h.includes.iter().map(|i| i.to_vec()).collect(),
                     ..Default::default()
@@ -324,7 +323,7 @@ fn find_repo(
     if let Ok((s, origin)) = spec {
         relative.push(s.repo_relative.clone());
         absolute.push(s.repo_path.clone());
-        name = s.fields.get("repo").cloned().unwrap_or_default();
+        name = s.repo.clone();
         if matches!(origin, SpecOrigin::Copy(_))
             && let Ok((_, h)) = header()
         {

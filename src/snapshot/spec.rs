@@ -41,12 +41,15 @@ type Result<T, E = SpecError> = std::result::Result<T, E>;
 /// An archive's spec as kept beside its snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiskSpec {
-    /// The archive's name where it was written.
+    /// The archive's name on the disk (its snapshot directory's name; a
+    /// machine may know it by another).
     pub archive: String,
     /// Who backs up into this directory: the host and user that wrote the
     /// spec (the archive's maker, or the machine that adopted it).
     pub host: String,
     pub user: String,
+    /// The repository's name on the disk (its directory's name).
+    pub repo: String,
     /// The repository directory when the spec was written, absolute and
     /// relative to the snapshot directory.
     pub repo_path: Vec<u8>,
@@ -102,6 +105,7 @@ impl DiskSpec {
         line(&[b"archive = ", self.archive.as_bytes()]);
         line(&[b"host = ", self.host.as_bytes()]);
         line(&[b"user = ", self.user.as_bytes()]);
+        line(&[b"repo = ", self.repo.as_bytes()]);
         line(&[b"repo_path = ", &self.repo_path]);
         line(&[b"repo_relative = ", &self.repo_relative]);
         line(&[b"[spec]"]);
@@ -215,13 +219,14 @@ impl DiskSpec {
         spec.archive = text("archive")?;
         spec.host = text("host")?;
         spec.user = text("user")?;
+        spec.repo = text("repo")?;
         spec.repo_path = header.remove("repo_path").unwrap_or_default();
         spec.repo_relative = header.remove("repo_relative").unwrap_or_default();
         Ok((generation, spec))
     }
 
     /// The spec of configured archive `name` as its owner keeps it beside
-    /// the snapshots: written by this host and user.
+    /// the snapshots: written by this host and user, names as on the disk.
     pub fn from_config(
         config: &Config,
         name: &Name,
@@ -230,10 +235,15 @@ impl DiskSpec {
     ) -> std::result::Result<DiskSpec, ConfigError> {
         let mut fields = config.archive_fields(name)?;
         fields.retain(|k, _| !LOCAL_ARCHIVE_KEYS.contains(&k.as_str()));
+        let on_disk = |p: &Path, or: &str| {
+            p.file_name()
+                .map_or_else(|| or.to_owned(), |n| n.to_string_lossy().into_owned())
+        };
         Ok(DiskSpec {
-            archive: name.to_string(),
+            archive: on_disk(snapshot_dir, name.as_str()),
             host: fsio::host_name(),
             user: fsio::user_name(),
+            repo: on_disk(repo_dir, ""),
             repo_path: repo_dir.as_os_str().as_bytes().to_vec(),
             repo_relative: fsio::relative_path(snapshot_dir, repo_dir)
                 .as_os_str()
@@ -362,13 +372,13 @@ mod tests {
 
     fn sample() -> DiskSpec {
         let mut fields = BTreeMap::new();
-        fields.insert("repo".into(), "home".into());
         fields.insert("compress".into(), "false".into());
         fields.insert("keep_daily".into(), "7".into());
         DiskSpec {
             archive: "docs".into(),
             host: "h".into(),
             user: "u".into(),
+            repo: "home".into(),
             repo_path: b"/mnt/nas/epygibus.d/repos/u/home".to_vec(),
             repo_relative: b"../../../../repos/u/home".to_vec(),
             fields,

@@ -7,6 +7,7 @@
 #[macro_use]
 mod world;
 
+mod attach;
 mod backup_cli;
 mod concurrency;
 mod crash;

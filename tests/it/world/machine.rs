@@ -30,6 +30,8 @@ pub struct Machine {
     /// Run commands as this user and group (the same number).
     pub(super) user: Option<u32>,
     pub(super) bin: PathBuf,
+    /// Run commands with this host name (in a UTS namespace of their own).
+    host: Option<String>,
 }
 
 impl Machine {
@@ -44,6 +46,7 @@ impl Machine {
             timeout,
             user: None,
             bin,
+            host: None,
         };
         for d in [&m.config, &m.data, &m.home] {
             fs::create_dir_all(d).unwrap();
@@ -75,9 +78,34 @@ impl Machine {
         }
     }
 
+    /// The same machine, its commands seeing `host` as the host name
+    /// (`unshare --uts`, so root only: see [`Machine::can_rename_host`]).
+    pub fn with_host(mut self, host: &str) -> Machine {
+        self.host = Some(host.to_owned());
+        self
+    }
+
+    /// True when commands can be given a host name of their own.
+    pub fn can_rename_host() -> bool {
+        super::files::is_root()
+            && Command::new("unshare")
+                .args(["--uts", "hostname", "epygibus-probe"])
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
     /// The binary, without arguments, with the isolated environment.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
+        let mut c = match &self.host {
+            None => Command::new(&self.bin),
+            Some(host) => {
+                let mut c = Command::new("unshare");
+                c.args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\""])
+                    .arg(host)
+                    .arg(&self.bin);
+                c
+            }
+        };
         self.isolate(&mut c);
         c
     }
