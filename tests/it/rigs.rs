@@ -9,6 +9,10 @@
 //! - `smb_peer_prune_never_deletes_referenced`: two SMB clients of the same
 //!   share back up and prune at the same time, round after round; nothing a
 //!   snapshot references may ever be lost;
+//! - `smb_two_machines_attach_one_repository`: the second client attaches
+//!   the repository (`attach -R`), makes its own archive, and both back up
+//!   and prune in turns and at once; content is shared, every snapshot of
+//!   both restores exactly;
 //! - `tinyfs_full_disk`: a full disk fails a backup cleanly (no snapshot,
 //!   no orphans or temp files after `check --repair`), the earlier snapshot
 //!   still restores, freeing space lets the next backup succeed;
@@ -1088,6 +1092,298 @@ fn smb_peer_prune_never_deletes_referenced() {
     }
     for p in &other_problems {
         eprintln!("  check note: {p}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Two machines, one repository, through `attach`
+// ---------------------------------------------------------------------------
+
+/// Rounds of [`smb_two_machines_attach_one_repository`]: even rounds run
+/// the machines in turns, odd ones at once.
+const ATTACH_ROUNDS: usize = 4;
+/// Files both machines have, byte for byte.
+const COMMON: usize = 30;
+
+/// Extracts `--dir src` of snapshot `back` of `archive` into a fresh local
+/// dir; the differences from `want` (empty when exact).
+fn extract_diff(
+    e: &Machine,
+    world: &World,
+    archive: &str,
+    src: &Path,
+    back: i64,
+    want: &Listing,
+) -> Result<(), String> {
+    let into = tempfile::Builder::new()
+        .prefix("x.")
+        .tempdir_in(world.root())
+        .unwrap();
+    let out = e.run(&args![
+        "--lock-wait",
+        "120",
+        "extract",
+        "-A",
+        archive,
+        format!("--back={back}"),
+        "--dir",
+        src,
+        "--into-dir",
+        into.path()
+    ]);
+    if out.code != Some(0) {
+        return Err(format!("does not extract: {}", out.describe()));
+    }
+    let got = listing(&into.path().join(src.file_name().unwrap()));
+    let diff = listing_diff(want, &got, Links::Exact);
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(diff.join("\n"))
+    }
+}
+
+/// Issue 18 on a real share: the second machine reaches the repository
+/// through its own SMB client and `attach -R`, makes its own archive with
+/// `new`, and both back up and prune in turns and at once. Content is
+/// stored once for both; prune from either machine keeps what the other's
+/// snapshots use (the registry) and, by default, what was released less
+/// than an hour ago (the machines have different host names); every
+/// snapshot of both restores exactly (bytes, mode, mtime, links).
+#[test]
+fn smb_two_machines_attach_one_repository() {
+    let _serial = serial();
+    let world = rig_world();
+    let mnt = world.path("mnt");
+    let mnt2 = world.path("mnt2");
+    let Some(rig) = Rig::up("smb_two_machines_attach_one_repository", "smb", &mnt, &[]) else {
+        return;
+    };
+    rig.peer(&mnt2);
+    let named = Machine::can_rename_host();
+    let (mut c1, mut c2) = (world.machine("c1"), world.machine("c2"));
+    if named {
+        c1 = c1.with_host("epy-one");
+        c2 = c2.with_host("epy-two");
+    } else {
+        eprintln!(
+            "note: cannot give the machines host names of their own here; both use this host's"
+        );
+    }
+    let src1 = world.path("src1");
+    let src2 = world.path("src2");
+    shape_peer_source(&src1, 1, 0);
+    shape_peer_source(&src2, 2, 0);
+    for i in 0..COMMON {
+        let data = text(3000 + i * 53, 77_000 + i as u64);
+        write_file(&src1.join(format!("common/c{i:02}")), &data, 0o644);
+        write_file(&src2.join(format!("common/c{i:02}")), &data, 0o644);
+    }
+
+    // Machine 1 makes the repository and its archive through mnt.
+    c1.ok(&args!["new_repo", loc(&mnt), "r"]);
+    c1.ok(&args!["new", "-A", "a1", "-I", src1, "-R", "r", loc(&mnt)]);
+    let want1 = listing(&src1);
+    let (first1, _) = bu(&c1, "a1");
+    assert!(num(&first1, "new_items") > COMMON as u64);
+
+    // Machine 2 attaches it through its own client, mnt2.
+    let out = c2.ok(&args!["attach", loc(&mnt2), "-R", "r"]);
+    assert!(out.contains("r (attached now)"), "{out}");
+    assert!(out.contains("/root/a1") || out.contains("/a1"), "{out}");
+    assert!(
+        c2.repo_dir("r").starts_with(&mnt2),
+        "{}",
+        c2.repo_dir("r").display()
+    );
+    c2.ok(&args!["new", "-A", "a2", "-I", src2, "-R", "r", loc(&mnt2)]);
+    let want2 = listing(&src2);
+    let (first2, _) = bu(&c2, "a2");
+    assert!(
+        num(&first2, "new_items") + COMMON as u64 <= num(&first2, "files_read"),
+        "the common files are stored once for both machines: {first2}"
+    );
+    // Machine 2 may read machine 1's archive too, through its own mount.
+    let out = c2.ok(&args!["attach", loc(&mnt2), "-A", "a1"]);
+    if named {
+        assert!(out.contains("a1 (attached now, read-only)"), "{out}");
+    }
+    assert_eq!(c2.lss("a1", &[]).len(), 1);
+    let sides = [
+        ("a1", &c1, src1.clone(), c1.snapshot_dir("a1")),
+        ("a2", &c2, src2.clone(), c2.snapshot_dir("a2")),
+    ];
+    assert!(sides[0].3.starts_with(&mnt) && sides[1].3.starts_with(&mnt2));
+
+    let mut manifests: HashMap<(&str, String), Listing> = HashMap::new();
+    for (i, want) in [want1, want2].into_iter().enumerate() {
+        let stamps = snapshot_stamps(&sides[i].3);
+        manifests.insert((sides[i].0, stamps[0].clone()), want);
+    }
+    let mut history = Vec::new();
+    let mut kept_young = 0;
+    let mut removed_in_turns = 0;
+    let t0 = Instant::now();
+    for k in 1..=ATTACH_ROUNDS {
+        shape_peer_source(&src1, 1, k);
+        shape_peer_source(&src2, 2, k);
+        let wants = [listing(&src1), listing(&src2)];
+        let before: Vec<Vec<String>> = sides.iter().map(|s| snapshot_stamps(&s.3)).collect();
+        let lw = |m: &Machine, a: Vec<std::ffi::OsString>| {
+            let mut full = args!["--lock-wait", "120"];
+            full.extend(a);
+            m.run(&full)
+        };
+        // In turns the prunes remove at once what nobody uses (--min-age
+        // 0); at once they keep by the shared-repository rule.
+        let at_once = k % 2 == 1;
+        let prune_args = || {
+            if at_once {
+                args!["prune", "-R", "r"]
+            } else {
+                args!["prune", "-R", "r", "--min-age", "0"]
+            }
+        };
+        let runs: Vec<Run> = if at_once {
+            thread::scope(|s| {
+                let hs = [
+                    s.spawn(|| lw(&c1, args!["bu", "-A", "a1"])),
+                    s.spawn(|| lw(&c2, args!["bu", "-A", "a2"])),
+                    s.spawn(|| lw(&c1, prune_args())),
+                    s.spawn(|| lw(&c2, prune_args())),
+                ];
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            })
+        } else {
+            vec![
+                lw(&c1, args!["bu", "-A", "a1"]),
+                lw(&c2, args!["bu", "-A", "a2"]),
+                lw(&c1, prune_args()),
+                lw(&c2, prune_args()),
+            ]
+        };
+        history.push(format!(
+            "round {k} ({}): {}",
+            if at_once { "at once" } else { "in turns" },
+            runs.iter().map(brief).collect::<Vec<_>>().join("; ")
+        ));
+        for r in &runs {
+            assert!(
+                matches!(r.code, Some(0) | Some(1)),
+                "round {k}: {}",
+                r.describe()
+            );
+            if !at_once {
+                assert_eq!(r.code, Some(0), "round {k}, in turns: {}", r.describe());
+                removed_in_turns += r
+                    .stdout
+                    .strip_prefix("Removed ")
+                    .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            kept_young += r
+                .stdout
+                .lines()
+                .filter(|l| l.contains("released less than"))
+                .filter_map(|l| {
+                    l.strip_prefix("Kept ")?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum::<u64>();
+        }
+        for (i, side) in sides.iter().enumerate() {
+            let after = snapshot_stamps(&side.3);
+            let new: Vec<&String> = after.iter().filter(|s| !before[i].contains(s)).collect();
+            match runs[i].code {
+                Some(0) => assert_eq!(new.len(), 1, "round {k}: {}", runs[i].describe()),
+                _ => assert!(new.is_empty(), "round {k}: a failed bu left {new:?}"),
+            }
+            for stamp in new {
+                manifests.insert((side.0, stamp.clone()), wants[i].clone());
+            }
+        }
+
+        // Every snapshot of both machines restores exactly.
+        for (archive, m, src, dir) in &sides {
+            let stamps = snapshot_stamps(dir);
+            for (i, stamp) in stamps.iter().enumerate() {
+                let want = &manifests[&(*archive, stamp.clone())];
+                let back = (stamps.len() - 1 - i) as i64;
+                if let Err(diff) = extract_diff(m, &world, archive, src, back, want) {
+                    panic!(
+                        "round {k}: snapshot {stamp} of {archive}: {diff}\nhistory:\n{}",
+                        history.join("\n")
+                    );
+                }
+            }
+        }
+        // Machine 2 reads machine 1's newest snapshot through its mount.
+        let newest1 = snapshot_stamps(&sides[0].3).pop().unwrap();
+        if let Err(diff) = extract_diff(&c2, &world, "a1", &src1, 0, &manifests[&("a1", newest1)]) {
+            panic!("round {k}: a1 read by machine 2: {diff}");
+        }
+        for m in [&c1, &c2] {
+            let ck = lw(m, args!["check", "-R", "r"]);
+            let lost: Vec<&str> = ck
+                .stdout
+                .lines()
+                .filter(|l| {
+                    l.starts_with("problem:")
+                        && (l.contains("is referenced but missing")
+                            || l.contains("cannot be read")
+                            || (l.contains("snapshot entries use it")
+                                && !l.contains("space not reclaimed")))
+                })
+                .collect();
+            assert!(
+                lost.is_empty() && matches!(ck.code, Some(0) | Some(4)),
+                "round {k}: lost content or low counts:\n{}\n{}\nhistory:\n{}",
+                lost.join("\n"),
+                ck.describe(),
+                history.join("\n")
+            );
+        }
+        // Old snapshots go, so content drops to count zero while the other
+        // machine may be about to use it.
+        for (archive, m, _, dir) in &sides {
+            let stamps = snapshot_stamps(dir);
+            if stamps.len() > 2 {
+                m.ok(&args![
+                    "--lock-wait",
+                    "120",
+                    "del",
+                    "-A",
+                    archive,
+                    "--all-but-newest",
+                    "2"
+                ]);
+                for s in &stamps[..stamps.len() - 2] {
+                    manifests.remove(&(*archive, s.clone()));
+                }
+            }
+        }
+    }
+    assert!(
+        removed_in_turns > 0,
+        "prune in turns removed what no snapshot of either machine uses:\n{}",
+        history.join("\n")
+    );
+    if named {
+        assert!(
+            kept_young > 0,
+            "a default prune on a shared repository keeps recently released content:\n{}",
+            history.join("\n")
+        );
+    }
+    eprintln!(
+        "smb two machines: {ATTACH_ROUNDS} rounds in {:.1} s, {removed_in_turns} items pruned in turns, {kept_young} kept young by prunes at once",
+        t0.elapsed().as_secs_f64()
+    );
+    for h in &history {
+        eprintln!("  {h}");
     }
 }
 
