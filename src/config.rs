@@ -319,7 +319,7 @@ impl ArchiveLists {
 pub enum Attachment {
     /// Created here with `new`, or attached as this machine's own.
     Own,
-    /// Another host's (or user's) archive, attached for reading:
+    /// Another host's archive, attached for reading:
     /// `made_by` is `user@host`.
     ReadOnly { made_by: String },
     /// Another host's archive that this machine continues (`attach

@@ -28,7 +28,7 @@ pub struct AttachArgs {
     #[arg(long = "as", value_name = "NAME")]
     rename: Option<String>,
     /// Continue the archives given with -A from this machine although
-    /// another host (or user) made them: a reinstalled machine with a new
+    /// another host made them: a reinstalled machine with a new
     /// host name. Their snapshot directories stay where they are.
     #[arg(long)]
     adopt: bool,

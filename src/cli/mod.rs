@@ -90,7 +90,7 @@ enum Command {
     /// DIR/epygibus.d holds, lists it, and registers it in this machine's
     /// configuration, so `bu` continues an archive's series (reading only
     /// changed files) and lss, restore, del and prune work as before. An
-    /// archive another host (or user) made is attached read-only unless
+    /// archive another host made is attached read-only unless
     /// --adopt. Without -R and -A everything found is attached; on any
     /// problem nothing is changed.
     ///

@@ -11,8 +11,9 @@
 //! every reason at once before changing anything, and then writes the
 //! configuration all or nothing.
 //!
-//! An archive belongs to the host and user that back up into it (the spec
-//! copy's `host` and `user`). Another's is attached read-only: `bu`, `del`,
+//! An archive belongs to the host that backs up into it (the spec copy's
+//! `host`; its `user` is shown). Another host's is attached read-only (a
+//! user name of its own does not matter: one machine, one disk): `bu`, `del`,
 //! `compress -A` and `edit` refuse it. `--adopt` makes this machine its
 //! owner: the configuration names the other host's snapshot directory as
 //! it is (nothing on the disk is moved or renamed) and notes

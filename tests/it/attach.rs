@@ -433,6 +433,12 @@ fn another_hosts_archive_is_read_only_until_adopted() {
     let back = world.machine("back").with_host("epy-old");
     let out = back.ok(&["attach", &l]);
     assert!(out.contains("docs (attached now, read-only)"), "{out}");
+    // The old machine takes it back the same way.
+    let out = old.ok(&["attach", &l, "-A", "docs", "--adopt"]);
+    assert!(out.contains("docs (adopted now)"), "{out}");
+    old.ok(&["bu", "-A", "docs"]);
+    let err = again.fail(&["bu", "-A", "docs"]);
+    assert!(err.contains("@epy-old now"), "{err}");
 }
 
 #[test]
@@ -648,4 +654,21 @@ fn bad_input_is_refused_naming_the_path_and_changes_nothing() {
         out.contains("Attached 1 repository and 1 archive."),
         "{out}"
     );
+}
+
+#[test]
+fn attach_help_has_examples_and_changes_nothing() {
+    let env = World::new();
+    let out = env.ok(&["attach", "--help"]);
+    for want in [
+        "Usage: epygibus attach",
+        "--location",
+        "--adopt",
+        "--as",
+        "epygibus attach --location=/mnt/nas -A docs --adopt",
+    ] {
+        assert!(out.contains(want), "no {want:?} in {out}");
+    }
+    assert!(env.ok(&["--help"]).contains("attach"));
+    assert!(fs::read_dir(env.config_dir()).unwrap().next().is_none());
 }
