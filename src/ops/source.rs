@@ -12,6 +12,7 @@ use crate::config::{ArchiveSpec, Attachment, Name};
 use crate::content::{Access, ContentError, LockError, Repository};
 use crate::snapshot::format::{self, RepoRef, Snapshot, SnapshotName};
 use crate::snapshot::select;
+use crate::snapshot::spec;
 use crate::store::SharedStore;
 
 /// Which snapshots a command works on.
@@ -72,17 +73,33 @@ impl Archive {
         ctx.lock_dir(&repo.path, command)
     }
 
-    /// Err when this machine may only read the archive (another host's,
-    /// attached without `--adopt`).
+    /// Err when this machine may only read the archive: another host's,
+    /// attached without `--adopt`, or one whose spec copy beside the
+    /// snapshots says another host backs up into it now (it adopted the
+    /// archive; one series has one writer). A copy that cannot be read
+    /// decides nothing here.
     pub fn check_writable(&self) -> Result<()> {
-        match &self.attachment {
-            Attachment::ReadOnly { made_by } => Err(OpError::ReadOnlyArchive {
+        let location = || location_of(&self.spec.snapshot_dir).display().to_string();
+        if let Attachment::ReadOnly { made_by } = &self.attachment {
+            return Err(OpError::ReadOnlyArchive {
                 name: self.spec.name.clone(),
                 made_by: made_by.clone(),
-                location: location_of(&self.spec.snapshot_dir).display().to_string(),
-            }),
-            Attachment::Own | Attachment::Adopted { .. } => Ok(()),
+                location: location(),
+            });
         }
+        let store = self.snapshots.as_ref();
+        if let Ok(found) = spec::read(store)
+            && let Some((generation, copy)) = &found.newest
+            && copy.host != crate::fsio::host_name()
+        {
+            return Err(OpError::OwnedElsewhere {
+                name: self.spec.name.clone(),
+                owner: format!("{}@{}", copy.user, copy.host),
+                place: store.place(&spec::generation_name(*generation)),
+                location: location(),
+            });
+        }
+        Ok(())
     }
 
     /// Picks a snapshot by `--back` (see [`select`]).

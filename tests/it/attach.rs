@@ -415,11 +415,20 @@ fn another_hosts_archive_is_read_only_until_adopted() {
     assert!(new.newest("docs").header.host == "epy-new");
 
     // The old machine (its configuration intact) no longer writes to it.
-    let err = old.fail(&["bu", "-A", "docs"]);
-    assert!(
-        err.contains("@epy-new now") && err.contains("--adopt"),
-        "{err}"
-    );
+    let state = fs_state(world.root());
+    for args in [
+        &["bu", "-A", "docs"][..],
+        &["del", "-A", "docs", "--remove-last-ok"],
+        &["compress", "-U", "-A", "docs"],
+        &["edit", "--includes", "-A", "docs"],
+    ] {
+        let err = old.fail(args);
+        assert!(
+            err.contains("@epy-new now") && err.contains("--adopt"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_same_state(&state, &fs_state(world.root()), "refused on the old host");
 
     // The next reinstall on the new host attaches it as its own.
     let again = world.machine("again").with_host("epy-new");
