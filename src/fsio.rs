@@ -28,20 +28,12 @@ const BUSY_RETRIES: u32 = 20;
 /// Host and pid let `check` tell a dead local run's leftovers at once.
 pub fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| {
-        format!(
-            "{TEMP_PREFIX}{}.{}",
-            temp_host_tag(&host_name()),
-            std::process::id()
-        )
-    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}.{n}.{nanos:x}")
+    format!("{TEMP_PREFIX}{}.{n}.{nanos:x}", owner_tag())
 }
 
 /// The host as it appears in temp names: lowercase, `[0-9a-z-]`, short.
@@ -58,10 +50,22 @@ fn temp_host_tag(host: &str) -> String {
 /// True when a temp name was made by a process of this host that is no
 /// longer running (its file can only be a leftover).
 pub fn temp_owner_is_dead(name: &[u8]) -> bool {
-    let Some(rest) = name.strip_prefix(TEMP_PREFIX.as_bytes()) else {
-        return false;
-    };
-    let mut parts = rest.split(|&b| b == b'.');
+    name.strip_prefix(TEMP_PREFIX.as_bytes())
+        .is_some_and(owner_is_dead)
+}
+
+/// This process as it appears in the names of what it writes (temp files,
+/// packs): `<host tag>.<pid>`, so a later run can tell what a dead process
+/// of this host left.
+pub fn owner_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{}.{}", temp_host_tag(&host_name()), std::process::id()))
+}
+
+/// True when `name` starts with the [`owner_tag`] of a process of this host
+/// that is no longer running.
+pub fn owner_is_dead(name: &[u8]) -> bool {
+    let mut parts = name.split(|&b| b == b'.');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };

@@ -96,6 +96,15 @@ fn describe(f: &Finding) -> String {
         Finding::DamagedContent { token, place } => {
             format!("content file {place} does not match {token}")
         }
+        Finding::DamagedPackEntry {
+            token,
+            place,
+            reason,
+        } => format!("pack {place}: entry {token} is damaged ({reason})"),
+        Finding::DamagedPack { place, reason } => format!("pack {place} is damaged: {reason}"),
+        Finding::Misplaced { token, place } => {
+            format!("content {token} is in pack {place}, which the index does not say")
+        }
         Finding::CountTooLow {
             token,
             counted,
@@ -110,6 +119,7 @@ fn describe(f: &Finding) -> String {
         ),
         Finding::TempFile { place } => format!("temp file left over: {place}"),
         Finding::Orphan { place } => format!("content file not in the index: {place}"),
+        Finding::OrphanPack { place } => format!("pack not in the index: {place}"),
         Finding::Unreferenced { token } => {
             format!("content {token} is unreferenced (prune removes it)")
         }

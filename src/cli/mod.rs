@@ -172,11 +172,14 @@ enum Command {
     /// Compress (or with -U uncompress) a repository's content files or one
     /// snapshot file.
     ///
-    /// With -R every content file of the repository is converted (content
-    /// that does not shrink stays uncompressed); with -A one snapshot file.
-    /// Reads work the same before, during and after.
+    /// With -R every content item of the repository is converted, loose
+    /// files and packed items alike (content that does not shrink stays
+    /// uncompressed); with -A one snapshot file. --pack -R instead moves the
+    /// small loose content files of a repository made before packs into
+    /// packs. Reads work the same before, during and after.
     ///
-    /// Examples: epygibus compress -R home; epygibus compress -U -A docs --back 1
+    /// Examples: epygibus compress -R home; epygibus compress --pack -R home;
+    /// epygibus compress -U -A docs --back 1
     Compress(repo::CompressArgs),
     /// Verify that all snapshot content is present and no count is too low.
     ///

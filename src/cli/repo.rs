@@ -84,6 +84,13 @@ pub struct CompressArgs {
     /// Uncompress instead of compress.
     #[arg(short = 'U', long = "uncompress")]
     uncompress: bool,
+    /// With -R: move the repository's small loose content files (made
+    /// before packs existed) into packs, keeping their form.
+    #[arg(long, requires = "repo", conflicts_with_all = ["uncompress", "archive"])]
+    pack: bool,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
 
 pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
@@ -141,6 +148,11 @@ pub fn repo_stats(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
                 "content_bytes": s.unreferenced_content_bytes,
                 "stored_bytes": s.unreferenced_stored_bytes,
             },
+            "packs": {
+                "packs": s.packs,
+                "items": s.packed_items,
+                "bytes": s.pack_bytes,
+            },
         }));
         return Ok(EXIT_OK);
     }
@@ -161,6 +173,12 @@ pub fn repo_stats(ctx: &Context, args: RepoReportArgs) -> anyhow::Result<u8> {
         size(s.unreferenced_stored_bytes),
     ]);
     out!("{}", t.render());
+    outln!(
+        "{} of the items are in {} packs ({}); the others are loose files.",
+        s.packed_items,
+        s.packs,
+        size(s.pack_bytes)
+    );
     Ok(EXIT_OK)
 }
 
@@ -184,13 +202,14 @@ pub fn list_content_items(ctx: &Context, args: RepoReportArgs) -> anyhow::Result
                     "size": e.size,
                     "stored_size": e.stored_size,
                     "form": form_name(e.form),
+                    "pack": repo.pack_of(e).map(|p| p.to_string()),
                 })
             })
             .collect();
         print_json(&json!({ "repository": name.as_str(), "items": rows }));
         return Ok(EXIT_OK);
     }
-    let mut t = Table::new(&["TOKEN", "REFS", "SIZE", "STORED", "FORM"]);
+    let mut t = Table::new(&["TOKEN", "REFS", "SIZE", "STORED", "FORM", "PACK"]);
     for (token, e) in items {
         t.row(vec![
             token.to_hex(),
@@ -198,6 +217,8 @@ pub fn list_content_items(ctx: &Context, args: RepoReportArgs) -> anyhow::Result
             e.size.to_string(),
             e.stored_size.to_string(),
             form_name(e.form).into(),
+            repo.pack_of(&e)
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()),
         ]);
     }
     out!("{}", t.render());
@@ -210,14 +231,28 @@ pub fn prune(ctx: &Context, args: PruneArgs, command: &str) -> anyhow::Result<u8
     };
     let outcome = housekeeping::prune(ctx, &args.repo, opts, command)?;
     let (report, min_age) = (outcome.report, outcome.min_age);
-    if report.items == 0 {
+    let packs_changed = report.packs_removed + report.packs_rewritten > 0;
+    if report.items == 0 && !packs_changed {
         outln!("Nothing to do.");
     } else {
         outln!(
             "Removed {} unreferenced content items: {} of content, {} freed on disk.",
             report.items,
             size(report.content_bytes),
-            size(report.stored_bytes)
+            size(report.bytes_freed)
+        );
+    }
+    if packs_changed {
+        outln!(
+            "Packs: {} removed, {} rewritten (their live items copied into new packs).",
+            report.packs_removed,
+            report.packs_rewritten
+        );
+    }
+    for place in &report.packs_damaged {
+        eprintln!(
+            "epygibus: warning: pack {place} was left as it is: an item in it is damaged (see `epygibus check --read-data -R {}`)",
+            args.repo
         );
     }
     if report.kept_young > 0 {
@@ -245,6 +280,21 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
         }
         (None, None) => unreachable!("clap requires -R or -A"),
     };
+    if args.pack {
+        let bar = super::progress::Bar::new(args.quiet);
+        let report = housekeeping::pack_repo(ctx, repo_name, &bar, command)?;
+        if report.packed == 0 {
+            outln!("Nothing to do: no small loose content files.");
+        } else {
+            outln!(
+                "Moved {} content items ({}) into {} packs.",
+                report.packed,
+                size(report.bytes),
+                report.packs
+            );
+        }
+        return Ok(EXIT_OK);
+    }
     let target = if args.uncompress {
         StoredForm::Plain
     } else {
@@ -277,6 +327,9 @@ pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Res
             "{} items did not shrink and stay uncompressed.",
             report.kept_plain
         );
+    }
+    if report.packs_rewritten > 0 {
+        outln!("Rewrote {} packs.", report.packs_rewritten);
     }
     Ok(EXIT_OK)
 }

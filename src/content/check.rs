@@ -3,18 +3,25 @@
 //! raised; counts that are too high are lowered only when the caller knows
 //! it has seen every snapshot; stale temp files and old orphans are removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use super::codec::ContentReader;
 use super::layout::{CONTENT_DIR, content_name, parse_content_name};
+use super::pack::{PACK_DIR, PackName};
+use super::read::FoundInPack;
 use super::refcount::StoredForm;
-use super::{ContentToken, Repository};
+use super::{ContentToken, IndexEntry, PackId, PackInfo, Place, Repository};
 use crate::store::{ObjectMeta, Store};
 
 /// Temp files and orphan content younger than this may belong to a run on
 /// another machine and are left alone.
 pub const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// A pack no index lists, written by a process that may still run (here or
+/// elsewhere), is left alone this long: a backup lists its packs in the
+/// index only when it ends, and a large first backup takes hours.
+pub const ORPHAN_PACK_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// One thing wrong, with the path it concerns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +30,17 @@ pub enum Finding {
     MissingContent { token: ContentToken, place: String },
     /// The file does not decompress to its token's content.
     DamagedContent { token: ContentToken, place: String },
+    /// A pack entry that does not decode to its token's content.
+    DamagedPackEntry {
+        token: ContentToken,
+        place: String,
+        reason: String,
+    },
+    /// A pack that cannot be read or whose table of contents is damaged.
+    DamagedPack { place: String, reason: String },
+    /// Referenced content found in a pack other than where the index
+    /// places it (repair points the index there).
+    Misplaced { token: ContentToken, place: String },
     /// Fewer references counted than snapshots make: content could be
     /// pruned while still in use.
     CountTooLow {
@@ -41,6 +59,9 @@ pub enum Finding {
     /// A content file the index does not know (a run died before saving
     /// the index).
     Orphan { place: String },
+    /// A pack the index does not list (a run died after finishing it and
+    /// before saving the index, or one is still running elsewhere).
+    OrphanPack { place: String },
     /// Content no snapshot references (prune removes it).
     Unreferenced { token: ContentToken },
 }
@@ -148,67 +169,268 @@ impl Repository {
         }
     }
 
-    /// Every referenced token must have a file (and, with read_data, the
-    /// right bytes); files the index lacks are orphans.
+    /// Every referenced token must have its bytes where the index says
+    /// (and, with read_data, the right bytes); loose files and packs the
+    /// index does not know are orphans.
     fn check_files(
         &self,
         refs: &HashMap<ContentToken, u64>,
         opts: CheckOptions,
         report: &mut CheckReport,
     ) {
-        // Token → indexed form; a token missing here is not indexed.
-        let known: HashMap<ContentToken, StoredForm> = self
-            .index()
-            .entries
-            .iter()
-            .map(|(t, e)| (*t, e.form))
-            .collect();
+        let known: HashMap<ContentToken, IndexEntry> = self.index().entries.clone();
         let on_disk = self.content_objects();
+        let packs_on_disk = self.pack_objects();
+        let mut elsewhere = None;
         for token in refs.keys() {
-            let form = known.get(token).copied().unwrap_or(self.prefer);
-            let place = self.store.place(&content_name(token, form));
-            if !on_disk.contains_key(token) {
-                report.findings.push(Finding::MissingContent {
-                    token: *token,
-                    place,
-                });
+            let entry = known.get(token);
+            let present = match entry.map(|e| e.place) {
+                Some(Place::Packed { pack, .. }) => self
+                    .pack_name(pack)
+                    .is_some_and(|n| packs_on_disk.contains_key(&n)),
+                _ => on_disk.contains_key(token),
+            };
+            if !present {
+                self.check_missing(token, refs[token], entry, opts, &mut elsewhere, report);
                 continue;
             }
             report.items_checked += 1;
-            let damaged = (opts.read_data || !known.contains_key(token))
-                && !self.content_matches(token, form);
-            if damaged {
+            let Some(entry) = entry else {
+                self.check_unindexed_loose(token, refs[token], opts, report);
+                continue;
+            };
+            if opts.read_data
+                && entry.place == Place::Loose
+                && !self.content_matches(token, entry.form)
+            {
                 report.findings.push(Finding::DamagedContent {
                     token: *token,
-                    place,
+                    place: self.store.place(&content_name(token, entry.form)),
                 });
-            } else if !known.contains_key(token) && opts.repair {
-                // Referenced, present, intact, but not indexed (an index
-                // update lost between machines): index it again.
-                if let Some(msg) = self.reindex(token, refs[token]) {
-                    report.repaired.push(msg);
+            }
+        }
+        if opts.read_data {
+            self.check_pack_data(refs, report);
+        }
+        self.check_orphans(&known, refs, &on_disk, &packs_on_disk, opts, report);
+    }
+
+    /// A referenced item that is not where the index says: found in a pack
+    /// after all (the index is behind another machine's repacking, or lost
+    /// an update), its entry is pointed there on repair; else it is missing.
+    fn check_missing(
+        &self,
+        token: &ContentToken,
+        refs: u64,
+        entry: Option<&IndexEntry>,
+        opts: CheckOptions,
+        elsewhere: &mut Option<HashMap<ContentToken, FoundInPack>>,
+        report: &mut CheckReport,
+    ) {
+        let found = elsewhere
+            .get_or_insert_with(|| self.pack_directory().unwrap_or_default())
+            .get(token)
+            .cloned();
+        let Some(found) = found else {
+            let place = match entry.map(|e| e.place) {
+                Some(Place::Packed { pack, .. }) => self.pack_name(pack).map_or_else(
+                    || "an unlisted pack".to_owned(),
+                    |n| self.store.place(&n.object_name()),
+                ),
+                _ => self
+                    .store
+                    .place(&content_name(token, entry.map_or(self.prefer, |e| e.form))),
+            };
+            report.findings.push(Finding::MissingContent {
+                token: *token,
+                place,
+            });
+            return;
+        };
+        report.items_checked += 1;
+        report.findings.push(Finding::Misplaced {
+            token: *token,
+            place: self.store.place(&found.pack.object_name()),
+        });
+        if opts.repair {
+            let pack = self.adopt_pack(&found.pack, found.pack_size);
+            let mut index = self.index();
+            let e = index.entries.entry(*token).or_insert(IndexEntry {
+                refs,
+                size: found.size,
+                stored_size: found.stored_size,
+                form: found.form,
+                zero_since: 0,
+                place: Place::Loose,
+            });
+            e.place = Place::Packed {
+                pack,
+                offset: found.offset,
+            };
+            e.form = found.form;
+            e.stored_size = found.stored_size;
+            e.size = found.size;
+            drop(index);
+            self.mark_dirty();
+            report.repaired.push(format!(
+                "indexed {token} again in pack {}",
+                self.store.place(&found.pack.object_name())
+            ));
+        }
+    }
+
+    /// The index's number for a pack, listing it when it is not listed yet.
+    fn adopt_pack(&self, name: &PackName, size: u64) -> PackId {
+        if let Some((id, _)) = self.index().packs.iter().find(|(_, p)| p.name == *name) {
+            return *id;
+        }
+        let id = self.allocate_pack_id();
+        self.index().packs.insert(
+            id,
+            PackInfo {
+                name: name.clone(),
+                size,
+            },
+        );
+        self.mark_dirty();
+        id
+    }
+
+    /// A referenced loose file the index lacks (an index update lost
+    /// between machines): checked, and indexed again on repair.
+    fn check_unindexed_loose(
+        &self,
+        token: &ContentToken,
+        refs: u64,
+        opts: CheckOptions,
+        report: &mut CheckReport,
+    ) {
+        if !self.content_matches(token, self.prefer) {
+            report.findings.push(Finding::DamagedContent {
+                token: *token,
+                place: self.store.place(&content_name(token, self.prefer)),
+            });
+        } else if opts.repair
+            && let Some(msg) = self.reindex(token, refs)
+        {
+            report.repaired.push(msg);
+        }
+    }
+
+    /// Reads every pack holding a referenced item once, front to back, and
+    /// checks each referenced item in it against its token.
+    fn check_pack_data(&self, refs: &HashMap<ContentToken, u64>, report: &mut CheckReport) {
+        let mut by_pack: BTreeMap<PackId, Vec<(ContentToken, IndexEntry)>> = BTreeMap::new();
+        for (token, e) in self.index().entries.iter() {
+            if let Some(pack) = e.place.pack()
+                && refs.contains_key(token)
+            {
+                by_pack.entry(pack).or_default().push((*token, *e));
+            }
+        }
+        for (pack, items) in by_pack {
+            let Some(name) = self.pack_name(pack) else {
+                continue;
+            };
+            let place = self.store.place(&name.object_name());
+            let bytes = match self.store.read(&name.object_name()) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.findings.push(Finding::DamagedPack {
+                        place,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if let Err(reason) = super::pack::table_of_contents(&bytes) {
+                report.findings.push(Finding::DamagedPack {
+                    place: place.clone(),
+                    reason,
+                });
+            }
+            for (token, entry) in items {
+                if let Err(reason) = super::pack::check_item(&bytes, &token, &entry) {
+                    report.findings.push(Finding::DamagedPackEntry {
+                        token,
+                        place: place.clone(),
+                        reason,
+                    });
                 }
             }
         }
+    }
+
+    /// Loose files and packs the index does not know. Removed on repair
+    /// only when every snapshot was read, and only when they can belong to
+    /// no run still going: written by a dead process of this host, or old
+    /// (a backup elsewhere saves its index only at its end).
+    fn check_orphans(
+        &self,
+        known: &HashMap<ContentToken, IndexEntry>,
+        refs: &HashMap<ContentToken, u64>,
+        on_disk: &HashMap<ContentToken, Vec<ObjectMeta>>,
+        packs_on_disk: &HashMap<PackName, ObjectMeta>,
+        opts: CheckOptions,
+        report: &mut CheckReport,
+    ) {
         let now = SystemTime::now();
-        for (token, objects) in &on_disk {
-            if known.contains_key(token) || refs.contains_key(token) {
+        // (object, minimum age before removal, is a pack)
+        let mut orphans: Vec<(&ObjectMeta, Duration, bool)> = Vec::new();
+        for (token, objects) in on_disk {
+            let loose_known = known.get(token).is_some_and(|e| e.place == Place::Loose);
+            if loose_known || (!known.contains_key(token) && refs.contains_key(token)) {
                 continue;
             }
-            for meta in objects {
-                let place = self.store.place(&meta.name);
-                report.findings.push(Finding::Orphan {
+            // A loose copy of an item the index places in a pack is left
+            // over from a packing run: as removable as an orphan.
+            orphans.extend(objects.iter().map(|m| (m, STALE_AFTER, false)));
+        }
+        let listed: HashSet<PackName> = self
+            .index()
+            .packs
+            .values()
+            .map(|p| p.name.clone())
+            .collect();
+        for (name, meta) in packs_on_disk {
+            if listed.contains(name) {
+                continue;
+            }
+            let age = if name.owner_is_dead() {
+                Duration::ZERO
+            } else {
+                ORPHAN_PACK_AFTER
+            };
+            orphans.push((meta, age, true));
+        }
+        for (meta, age, pack) in orphans {
+            let place = self.store.place(&meta.name);
+            report.findings.push(if pack {
+                Finding::OrphanPack {
                     place: place.clone(),
-                });
-                // Only when every snapshot was read: an orphan may be the
-                // content of a snapshot we could not see.
-                let stale =
-                    opts.repair && opts.complete && older_than(meta.modified, now, STALE_AFTER);
-                if stale && self.store.delete(&meta.name).is_ok() {
-                    report.repaired.push(format!("removed orphan {place}"));
                 }
+            } else {
+                Finding::Orphan {
+                    place: place.clone(),
+                }
+            });
+            // Only when every snapshot was read: an orphan may be the
+            // content of a snapshot we could not see.
+            let stale = opts.repair && opts.complete && older_than(meta.modified, now, age);
+            if stale && self.store.delete(&meta.name).is_ok() {
+                report.repaired.push(format!("removed orphan {place}"));
             }
         }
+    }
+
+    /// Packs in the store, by name.
+    fn pack_objects(&self) -> HashMap<PackName, ObjectMeta> {
+        self.store
+            .list(&format!("{PACK_DIR}/"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| PackName::from_object_name(&m.name).map(|n| (n, m)))
+            .collect()
     }
 
     /// Adds an index entry for a present content object; returns what was
@@ -221,12 +443,13 @@ impl Repository {
         let size = std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
         self.index().entries.insert(
             *token,
-            super::IndexEntry {
+            IndexEntry {
                 refs,
                 size,
                 stored_size,
                 form,
                 zero_since: 0,
+                place: Place::Loose,
             },
         );
         self.mark_dirty();
@@ -313,63 +536,138 @@ mod tests {
         (tmp, r, t)
     }
 
-    #[test]
-    fn lost_index_entry_is_readable_reported_and_reindexed() {
-        let (_tmp, r, t) = repo_with(&b"lost entry ".repeat(40));
-        // Another machine's index generation replaced ours.
-        r.index().entries.clear();
-        assert!(r.open_contents_read_only(&t).is_ok(), "found by its name");
-        let refs = HashMap::from([(t, 2)]);
-        let opts = CheckOptions {
+    /// Packed, then loose.
+    fn both_sizes(unit: &[u8]) -> [Vec<u8>; 2] {
+        let big = (crate::content::MAX_PACKED as usize) / unit.len() + 2;
+        [unit.repeat(40), unit.repeat(big)]
+    }
+
+    fn holder(r: &Repository, t: &ContentToken) -> std::path::PathBuf {
+        let e = r.index().entries[t];
+        let dir = r.location().as_dir().unwrap().to_owned();
+        match e.place {
+            Place::Loose => dir.join(content_name(t, e.form)),
+            Place::Packed { pack, .. } => dir.join(r.pack_name(pack).unwrap().object_name()),
+        }
+    }
+
+    fn repair_all() -> CheckOptions {
+        CheckOptions {
             repair: true,
             complete: true,
             ..CheckOptions::default()
-        };
-        let report = r.check(&refs, opts);
-        assert!(report.findings.contains(&Finding::CountTooLow {
-            token: t,
-            counted: 0,
-            found: 2
-        }));
-        assert!(
-            !report
-                .findings
-                .iter()
-                .any(|f| matches!(f, Finding::Orphan { .. } | Finding::MissingContent { .. })),
-            "{:?}",
-            report.findings
-        );
-        assert_eq!(r.content_storage_stats(&t).unwrap().1, 2);
-        assert!(r.open_contents_read_only(&t).is_ok(), "never removed");
+        }
+    }
+
+    #[test]
+    fn lost_index_entry_is_readable_reported_and_reindexed() {
+        for data in both_sizes(b"lost entry ") {
+            let (_tmp, r, t) = repo_with(&data);
+            // Another machine's index generation replaced ours.
+            r.index().entries.clear();
+            r.index().packs.clear();
+            assert!(
+                r.open_contents_read_only(&t).is_ok(),
+                "found by its name or pack"
+            );
+            let refs = HashMap::from([(t, 2)]);
+            let report = r.check(&refs, repair_all());
+            assert!(report.findings.contains(&Finding::CountTooLow {
+                token: t,
+                counted: 0,
+                found: 2
+            }));
+            assert!(
+                !report
+                    .findings
+                    .iter()
+                    .any(|f| matches!(f, Finding::Orphan { .. } | Finding::MissingContent { .. })),
+                "{:?}",
+                report.findings
+            );
+            assert_eq!(r.content_storage_stats(&t).unwrap().1, 2);
+            r.commit().unwrap();
+            let again = Repository::open(r.store().clone(), Access::ReadOnly).unwrap();
+            assert!(again.open_contents_read_only(&t).is_ok(), "never removed");
+            assert_eq!(again.content_storage_stats(&t).unwrap().1, 2);
+        }
     }
 
     #[test]
     fn damaged_and_missing_content_are_found() {
-        let (tmp, r, t) = repo_with(&b"damage me ".repeat(40));
+        for data in both_sizes(b"damage me ") {
+            let (_tmp, r, t) = repo_with(&data);
+            let refs = HashMap::from([(t, 1)]);
+            let path = holder(&r, &t);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let e = r.index().entries[&t];
+            let at = match e.place {
+                Place::Packed { offset, .. } => offset as usize + 3,
+                Place::Loose => 20,
+            };
+            bytes[at] ^= 0xff;
+            std::fs::write(&path, &bytes).unwrap();
+            let opts = CheckOptions {
+                read_data: true,
+                ..CheckOptions::default()
+            };
+            let findings = r.check(&refs, opts).findings;
+            let place = path.display().to_string();
+            assert!(
+                findings.iter().any(|f| matches!(f,
+                    Finding::DamagedContent { token, place: p } | Finding::DamagedPackEntry { token, place: p, .. }
+                        if *token == t && *p == place)),
+                "{findings:?}"
+            );
+            std::fs::remove_file(&path).unwrap();
+            assert!(
+                r.check(&refs, opts)
+                    .findings
+                    .iter()
+                    .any(|f| matches!(f, Finding::MissingContent { place: p, .. } if *p == place))
+            );
+        }
+    }
+
+    #[test]
+    fn orphan_pack_of_a_dead_process_is_removed_at_once_others_wait() {
+        let (tmp, r, t) = repo_with(&b"kept ".repeat(30));
+        let dir = tmp.path().join("r");
+        let packs = dir.join(PACK_DIR);
+        let live = std::fs::read_dir(&packs)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let bytes = std::fs::read(&live).unwrap();
+        let dead_name: PackName = format!(
+            "{}.{}.00000000000000aa",
+            crate::fsio::owner_tag().split('.').next().unwrap(),
+            u32::MAX - 1
+        )
+        .parse()
+        .unwrap();
+        let other: PackName = "elsewhere.77.00000000000000bb".parse().unwrap();
+        for name in [&dead_name, &other] {
+            std::fs::write(dir.join(name.object_name()), &bytes).unwrap();
+        }
         let refs = HashMap::from([(t, 1)]);
-        let path = tmp
-            .path()
-            .join("r")
-            .join(content_name(&t, StoredForm::Gzip));
-        std::fs::write(&path, b"not gzip").unwrap();
-        let opts = CheckOptions {
-            read_data: true,
-            ..CheckOptions::default()
-        };
+        let report = r.check(&refs, repair_all());
+        let orphans = report
+            .findings
+            .iter()
+            .filter(|f| matches!(f, Finding::OrphanPack { .. }))
+            .count();
+        assert_eq!(orphans, 2, "{:?}", report.findings);
         assert!(
-            r.check(&refs, opts)
-                .findings
-                .contains(&Finding::DamagedContent {
-                    token: t,
-                    place: path.display().to_string()
-                })
+            !dir.join(dead_name.object_name()).exists(),
+            "a crashed local run's pack goes"
         );
-        std::fs::remove_file(&path).unwrap();
         assert!(
-            r.check(&refs, opts)
-                .findings
-                .iter()
-                .any(|f| matches!(f, Finding::MissingContent { .. }))
+            dir.join(other.object_name()).exists(),
+            "another host's may still be indexed"
         );
+        assert!(live.exists());
     }
 }

@@ -55,6 +55,19 @@ pub fn gzip_member(data: &[u8]) -> Vec<u8> {
     })
 }
 
+/// `data` as one raw deflate stream (a zip entry's data).
+pub fn deflate_raw(data: &[u8]) -> Vec<u8> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let mut out = vec![0; c.deflate_compress_bound(data.len())];
+        let n = c
+            .deflate_compress(data, &mut out)
+            .expect("output buffer sized by deflate_compress_bound");
+        out.truncate(n);
+        out
+    })
+}
+
 /// Compression is kept only when it saves more than about 3%: already
 /// compressed media and archives are stored as they are, which reads
 /// faster and costs no space.
@@ -69,6 +82,18 @@ pub fn encode_small(data: &[u8], prefer: StoredForm) -> (StoredForm, Vec<u8>) {
         let gz = gzip_member(data);
         if worth_compressing(data.len(), gz.len()) {
             return (StoredForm::Gzip, gz);
+        }
+    }
+    (StoredForm::Plain, data.to_vec())
+}
+
+/// The stored form for `data` in a pack given the repository's
+/// preference, and the bytes to write: raw deflate, or the data as they are.
+pub fn encode_raw(data: &[u8], prefer: StoredForm) -> (StoredForm, Vec<u8>) {
+    if prefer == StoredForm::Gzip && looks_compressible(data) {
+        let deflated = deflate_raw(data);
+        if worth_compressing(data.len(), deflated.len()) {
+            return (StoredForm::Gzip, deflated);
         }
     }
     (StoredForm::Plain, data.to_vec())
@@ -244,6 +269,8 @@ impl<R: Read> Read for TrackedReader<R> {
 pub enum ContentReader {
     Plain(BufReader<ObjectReader>),
     Gzip(Box<MultiGzDecoder<BufReader<ObjectReader>>>),
+    /// A packed item, decoded whole (packed items are small).
+    Memory(io::Cursor<Vec<u8>>),
 }
 
 impl ContentReader {
@@ -261,6 +288,7 @@ impl Read for ContentReader {
         match self {
             ContentReader::Plain(r) => r.read(buf),
             ContentReader::Gzip(r) => r.read(buf),
+            ContentReader::Memory(r) => r.read(buf),
         }
     }
 }

@@ -1,9 +1,17 @@
-//! `compress [-U] -R`: rewriting every content object into the other
-//! form. Reads work the same before, during and after.
+//! `compress [-U] -R`: rewriting every content item into the other form,
+//! loose files and packed items alike; `compress --pack -R`: moving the
+//! small loose content of a repository made before packs into packs.
+//! Reads work the same before, during and after: nothing is removed before
+//! an index naming its new place is durable.
 
 use super::codec::{self, ContentReader};
 use super::layout::content_name;
-use super::{ContentError, ContentToken, IndexEntry, Repository, Result, StoredForm};
+use super::pack::{EncodedItem, MAX_PACKED};
+use super::packer::Packer;
+use super::{
+    ContentError, ContentToken, IndexEntry, PackId, Place, Repository, Result, StoredForm,
+};
+use crate::progress::Progress;
 
 /// Conversions between index saves.
 const COMPRESS_SAVE_EVERY: usize = 2000;
@@ -15,18 +23,31 @@ pub struct CompressReport {
     pub kept_plain: u64,
     pub stored_before: u64,
     pub stored_after: u64,
+    /// Packs rewritten because some of their items changed form.
+    pub packs_rewritten: u64,
+}
+
+/// What `compress --pack` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PackReport {
+    /// Loose items moved into packs.
+    pub packed: u64,
+    pub bytes: u64,
+    /// Packs written.
+    pub packs: u64,
 }
 
 impl Repository {
-    /// Rewrites every content object into `target` form (gzip keeps
-    /// content that does not shrink plain). Each conversion is checked
-    /// against its token before the old object is removed, and old objects
-    /// are removed only after an index naming the new ones is durable.
+    /// Rewrites every content item into `target` form (gzip keeps content
+    /// that does not shrink plain). Each conversion is checked against its
+    /// token before the old copy is removed, and old copies are removed
+    /// only after an index naming the new ones is durable. Packs holding an
+    /// item in the other form are rewritten whole.
     pub fn compress_all(&self, target: StoredForm) -> Result<CompressReport> {
         let todo: Vec<(ContentToken, IndexEntry)> = self
             .items()
             .into_iter()
-            .filter(|(_, e)| e.form != target)
+            .filter(|(_, e)| e.form != target && e.place == Place::Loose)
             .collect();
         let mut report = CompressReport::default();
         let mut stale = Vec::new();
@@ -39,6 +60,7 @@ impl Repository {
             }
         }
         self.commit_and_remove(&mut stale)?;
+        self.convert_packs(target, &mut report)?;
         Ok(report)
     }
 
@@ -50,8 +72,164 @@ impl Repository {
         Ok(())
     }
 
-    /// Converts one content object; returns the old object's name once the
-    /// new one is written, or None when it stays as it is.
+    /// Rewrites, one at a time, each pack holding an item not in `target`
+    /// form: every item it holds goes into a new pack (converted where
+    /// needed), the index is saved, then the old pack removed.
+    fn convert_packs(&self, target: StoredForm, report: &mut CompressReport) -> Result<()> {
+        let packs: Vec<PackId> = {
+            let index = self.index();
+            let mut p: Vec<PackId> = index
+                .entries
+                .values()
+                .filter(|e| e.form != target)
+                .filter_map(|e| e.place.pack())
+                .collect();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
+        for pack in packs {
+            let Some(name) = self.pack_name(pack) else {
+                continue;
+            };
+            // Everything the pack holds, re-encoded where the form is to
+            // change; a pack whose items all stay as they are (content
+            // that does not shrink) is left alone.
+            let mut encoded = Vec::new();
+            let mut changes = false;
+            for (token, entry) in self.items_in(pack) {
+                let Place::Packed { offset, .. } = entry.place else {
+                    continue;
+                };
+                let data = self
+                    .read_packed(&token, &name, offset, &entry)?
+                    .ok_or_else(|| ContentError::MissingContent {
+                        token,
+                        place: self.store.place(&name.object_name()),
+                    })?;
+                let item = EncodedItem::encode(&data, target);
+                if entry.form != target {
+                    if item.form == entry.form {
+                        report.kept_plain += 1;
+                    } else {
+                        changes = true;
+                        report.converted += 1;
+                        report.stored_before += entry.stored_size;
+                        report.stored_after += item.bytes.len() as u64;
+                    }
+                }
+                encoded.push((token, item));
+            }
+            if !changes {
+                continue;
+            }
+            let packer = Packer::new(self);
+            for (token, item) in encoded {
+                let stored = item.bytes.len() as u64;
+                let form = item.form;
+                packer.append(&token, &item, |e, place| {
+                    if let Some(e) = e {
+                        e.place = place;
+                        e.form = form;
+                        e.stored_size = stored;
+                    }
+                    None
+                })?;
+            }
+            packer.finish()?;
+            self.index().packs.remove(&pack);
+            self.mark_dirty();
+            self.commit()?;
+            self.store.delete(&name.object_name())?;
+            report.packs_rewritten += 1;
+        }
+        Ok(())
+    }
+
+    /// Items the index places in `pack`, by offset.
+    fn items_in(&self, pack: PackId) -> Vec<(ContentToken, IndexEntry)> {
+        let mut items: Vec<(ContentToken, IndexEntry)> = self
+            .index()
+            .entries
+            .iter()
+            .filter(|(_, e)| e.place.pack() == Some(pack))
+            .map(|(t, e)| (*t, *e))
+            .collect();
+        items.sort_unstable_by_key(|(_, e)| match e.place {
+            Place::Packed { offset, .. } => offset,
+            Place::Loose => 0,
+        });
+        items
+    }
+
+    /// Moves loose items up to the pack size limit into packs (a repository
+    /// made before packs), in their present form. Each item is read and
+    /// checked against its token; its loose file is removed once an index
+    /// naming its pack is durable.
+    pub fn pack_loose(&self, progress: &dyn Progress) -> Result<PackReport> {
+        let todo: Vec<(ContentToken, IndexEntry)> = self
+            .items()
+            .into_iter()
+            .filter(|(_, e)| e.place == Place::Loose && e.size <= MAX_PACKED)
+            .collect();
+        progress.phase(
+            "packing",
+            todo.len() as u64,
+            todo.iter().map(|(_, e)| e.size).sum(),
+        );
+        let mut report = PackReport::default();
+        let packer = Packer::new(self);
+        let mut moved: Vec<String> = Vec::new();
+        for (token, entry) in &todo {
+            if progress.cancelled() {
+                break;
+            }
+            let Some(form) = self.find_content(token, entry.form) else {
+                return Err(ContentError::MissingContent {
+                    token: *token,
+                    place: self.store.place(&content_name(token, entry.form)),
+                });
+            };
+            let name = content_name(token, form);
+            let mut data = Vec::with_capacity(entry.size as usize);
+            let read = std::io::Read::read_to_end(
+                &mut ContentReader::new(self.store.open(&name)?, form),
+                &mut data,
+            );
+            if read.is_err() || ContentToken::of(&data) != *token {
+                return Err(ContentError::DamagedContent {
+                    place: self.store.place(&name),
+                });
+            }
+            let item = EncodedItem::encode(&data, form);
+            let (stored, item_form) = (item.bytes.len() as u64, item.form);
+            let sealed_before = packer.finished().len();
+            packer.append(token, &item, |e, place| {
+                if let Some(e) = e {
+                    e.place = place;
+                    e.form = item_form;
+                    e.stored_size = stored;
+                }
+                None
+            })?;
+            moved.push(name);
+            report.packed += 1;
+            report.bytes += entry.size;
+            progress.file_done(entry.size);
+            if packer.finished().len() > sealed_before {
+                // The pack just finished holds every item moved so far.
+                self.commit_and_remove(&mut moved)?;
+            }
+        }
+        packer.finish()?;
+        self.commit_and_remove(&mut moved)?;
+        report.packs = packer.finished().len() as u64;
+        progress.finish();
+        Ok(report)
+    }
+
+    /// Converts one loose content object; returns the old object's name
+    /// once the new one is written, or None when it stays as it is.
     fn convert_one(
         &self,
         token: &ContentToken,

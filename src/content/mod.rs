@@ -5,11 +5,14 @@
 //! and [`BackupSession`]), and it reaches its bytes only through the
 //! storage interface ([`crate::store::Store`]).
 
+mod batch;
 mod check;
 mod codec;
 mod compress;
 mod layout;
 mod lock;
+mod pack;
+mod packer;
 mod persist;
 mod prune;
 mod read;
@@ -19,12 +22,15 @@ mod source;
 mod token;
 mod write;
 
+pub use batch::{BatchData, ReadBatch};
 pub use check::{CheckOptions, CheckReport, Finding, report_leftovers};
 pub use codec::{ContentReader, gzip_member};
-pub use compress::CompressReport;
+pub use compress::{CompressReport, PackReport};
 pub use lock::{LockError, LockHolder, LockWait, RepoLock};
+pub use pack::{MAX_PACKED, PACK_DIR, PackName};
+pub use packer::Packer;
 pub use prune::{PruneReport, PruneRules};
-pub use refcount::{IndexDecodeError, IndexEntry, RefIndex, StoredForm};
+pub use refcount::{IndexDecodeError, IndexEntry, PackId, PackInfo, Place, RefIndex, StoredForm};
 pub use registry::{Registration, registrations_in};
 pub use token::{BadToken, ContentToken};
 pub use write::{BackupSession, CountedBackup, SessionCounters};
@@ -32,7 +38,7 @@ pub use write::{BackupSession, CountedBackup, SessionCounters};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use crate::store::{LocalStore, Location, SharedStore, StoreError};
 
@@ -62,6 +68,16 @@ pub enum ContentError {
     MissingContent { token: ContentToken, place: String },
     #[error("content file {place} does not match its token: it is damaged")]
     DamagedContent { place: String },
+    #[error("content {token} in pack {place} cannot be read: {reason}")]
+    DamagedPackEntry {
+        token: ContentToken,
+        place: String,
+        reason: String,
+    },
+    #[error(
+        "the index refers to pack {0}, which was never finished; nothing was saved (this is a bug in epygibus)"
+    )]
+    UnfinishedPack(ContentToken),
     #[error("{0} changed while it was being read")]
     ChangedWhileReading(PathBuf),
     /// The file to back up could not be opened or read (vanished,
@@ -128,6 +144,11 @@ pub struct RepoStats {
     pub referenced_stored_bytes: u64,
     pub unreferenced_content_bytes: u64,
     pub unreferenced_stored_bytes: u64,
+    /// Items in packs, the packs and their bytes (entries' headers and the
+    /// tables of contents included).
+    pub packed_items: u64,
+    pub packs: u64,
+    pub pack_bytes: u64,
 }
 
 /// An open content repository. Per-backup state lives in a
@@ -135,9 +156,17 @@ pub struct RepoStats {
 pub struct Repository {
     store: SharedStore,
     prefer: StoredForm,
+    /// The layout version of `format` (1 until the first pack is saved).
+    format_version: AtomicU32,
     index: Mutex<RefIndex>,
     /// Counts changed since the index was last saved.
     dirty: AtomicBool,
+    /// Pack numbers handed out to packs being written (not yet in the
+    /// index's table) start here.
+    next_pack: Mutex<u32>,
+    /// Every pack's table of contents, read once when an item is not where
+    /// the index says (see `read.rs`).
+    pack_scan: Mutex<Option<std::collections::HashMap<ContentToken, read::FoundInPack>>>,
     _lock: Option<RepoLock>,
 }
 
@@ -174,16 +203,29 @@ impl Repository {
 
     /// Opens the repository in `store`.
     pub fn open(store: SharedStore, access: Access) -> Result<Repository> {
-        let prefer = layout::read_format(store.as_ref())?;
+        let format = layout::read_format(store.as_ref())?;
         let lock = take_lock(&store, access)?;
         let index = persist::load_index(store.as_ref())?;
-        Ok(Repository {
+        Ok(Repository::with_index(store, format, index, false, lock))
+    }
+
+    fn with_index(
+        store: SharedStore,
+        format: layout::RepoFormat,
+        index: RefIndex,
+        dirty: bool,
+        lock: Option<RepoLock>,
+    ) -> Repository {
+        Repository {
             store,
-            prefer,
+            prefer: format.prefer,
+            format_version: AtomicU32::new(format.version),
             index: Mutex::new(index),
-            dirty: AtomicBool::new(false),
+            dirty: AtomicBool::new(dirty),
+            next_pack: Mutex::new(0),
+            pack_scan: Mutex::new(None),
             _lock: lock,
-        })
+        }
     }
 
     /// Opens a repository whose index is corrupt or missing, for
@@ -195,20 +237,15 @@ impl Repository {
         store: SharedStore,
         access: Access,
     ) -> Result<(Repository, Vec<String>)> {
-        let prefer = layout::read_format(store.as_ref())?;
+        let format = layout::read_format(store.as_ref())?;
         let lock = take_lock(&store, access)?;
         let (generation, set_aside) = persist::set_aside_broken(store.as_ref())?;
+        let index = RefIndex {
+            generation,
+            ..RefIndex::default()
+        };
         Ok((
-            Repository {
-                store,
-                prefer,
-                index: Mutex::new(RefIndex {
-                    generation,
-                    ..RefIndex::default()
-                }),
-                dirty: AtomicBool::new(true),
-                _lock: lock,
-            },
+            Repository::with_index(store, format, index, true, lock),
             set_aside,
         ))
     }
@@ -255,6 +292,21 @@ impl Repository {
         self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// A number for a new pack: above every pack in the index and every
+    /// number handed out before.
+    fn allocate_pack_id(&self) -> PackId {
+        let from_index = self.index().next_pack_id().0;
+        let mut next = self.next_pack.lock().unwrap_or_else(|p| p.into_inner());
+        let id = from_index.max(*next);
+        *next = id + 1;
+        PackId(id)
+    }
+
+    /// The name of a pack the index lists.
+    fn pack_name(&self, pack: PackId) -> Option<PackName> {
+        self.index().packs.get(&pack).map(|p| p.name.clone())
+    }
+
     /// Removes the lock whoever holds it (the `unlock` command); returns
     /// the holder it removed, if the lock was readable, and whether there
     /// was a lock at all.
@@ -273,8 +325,13 @@ impl Repository {
     /// Totals over all content items.
     pub fn stats(&self) -> RepoStats {
         let index = self.index();
-        let mut s = RepoStats::default();
+        let mut s = RepoStats {
+            packs: index.packs.len() as u64,
+            pack_bytes: index.packs.values().map(|p| p.size).sum(),
+            ..RepoStats::default()
+        };
         for e in index.entries.values() {
+            s.packed_items += u64::from(e.place.pack().is_some());
             if e.refs > 0 {
                 s.referenced_items += 1;
                 s.references += e.refs;
@@ -294,6 +351,11 @@ impl Repository {
         let mut items: Vec<_> = self.index().entries.iter().map(|(t, e)| (*t, *e)).collect();
         items.sort_unstable_by_key(|(t, _)| *t);
         items
+    }
+
+    /// The pack holding an item the index places in one.
+    pub fn pack_of(&self, entry: &IndexEntry) -> Option<PackName> {
+        entry.place.pack().and_then(|p| self.pack_name(p))
     }
 
     /// Per-token reference counts as a map, for consistency checks.

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{generation_name, parse_generation};
+use super::layout::{FORMAT_VERSION, generation_name, parse_generation, upgrade_format};
 use super::{ContentError, RefIndex, Repository, Result};
 use crate::store::{Committed, Store};
 
@@ -81,6 +81,19 @@ impl Repository {
             return Ok(());
         }
         let mut index = self.index();
+        if let Some(token) = index.unlisted_pack() {
+            self.mark_dirty();
+            return Err(ContentError::UnfinishedPack(token));
+        }
+        if !index.packs.is_empty() && self.format_version.load(Ordering::SeqCst) < FORMAT_VERSION {
+            // An older epygibus must refuse the repository rather than
+            // miss its packed content.
+            if let Err(e) = upgrade_format(self.store.as_ref(), self.prefer) {
+                self.mark_dirty();
+                return Err(e);
+            }
+            self.format_version.store(FORMAT_VERSION, Ordering::SeqCst);
+        }
         let old = index.generation;
         index.generation = old + 1;
         let name = generation_name(index.generation);

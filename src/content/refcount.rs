@@ -6,10 +6,15 @@
 //! file (docs/design.md) and the newest one is the truth. A generation
 //! that fails its checksum is reported, never replaced or skipped: falling
 //! back to an older one could make counts too low (counts are never too low).
+//!
+//! The index also says where each item's bytes are (a loose content file,
+//! or a range of a pack) and lists the packs with their sizes, so reading
+//! one item is one range read and no run needs a listing of the share.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::ContentToken;
+use super::pack::PackName;
 
 /// How a content file is stored on disk; decides its file-name suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +49,38 @@ impl StoredForm {
     }
 }
 
+/// A pack as the index knows it: a number that entries refer to (stable
+/// only within one loaded index), its name and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackId(pub u32);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackInfo {
+    pub name: PackName,
+    /// Size of the whole pack file.
+    pub size: u64,
+}
+
+/// Where an item's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Its own content file, `content/<xx>/<token>[.gz]`.
+    Loose,
+    /// An entry of a pack whose data starts at `offset` and is
+    /// `stored_size` bytes long: deflate for [`StoredForm::Gzip`], the
+    /// bytes as they are for [`StoredForm::Plain`].
+    Packed { pack: PackId, offset: u64 },
+}
+
+impl Place {
+    pub fn pack(self) -> Option<PackId> {
+        match self {
+            Place::Loose => None,
+            Place::Packed { pack, .. } => Some(pack),
+        }
+    }
+}
+
 /// What the index knows of one content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -52,12 +89,13 @@ pub struct IndexEntry {
     pub refs: u64,
     /// Size of the content itself.
     pub size: u64,
-    /// Size of the content file on disk.
+    /// Size of the content file on disk, or of the pack entry's data.
     pub stored_size: u64,
     pub form: StoredForm,
     /// Unix seconds at which `refs` last dropped to zero (0 while referenced),
     /// so prune can leave recently released content for a grace period.
     pub zero_since: u64,
+    pub place: Place,
 }
 
 /// A decoded index generation.
@@ -65,6 +103,8 @@ pub struct IndexEntry {
 pub struct RefIndex {
     pub generation: u64,
     pub entries: HashMap<ContentToken, IndexEntry>,
+    /// Every pack that entries point into (and no other).
+    pub packs: BTreeMap<PackId, PackInfo>,
 }
 
 /// Why an index file could not be decoded.
@@ -86,34 +126,73 @@ pub enum IndexDecodeError {
     BadNumber,
     #[error("it has bytes after its last entry")]
     TrailingBytes,
+    #[error("pack {0} is not a valid pack name")]
+    BadPackName(String),
+    #[error("pack {0} appears twice")]
+    DuplicatePack(String),
+    #[error("entry {0} points outside the packs it lists")]
+    BadPlace(u64),
 }
 
-const MAGIC: &[u8] = b"epygibus-index 2\n";
-/// Bytes of a token plus the form byte; the numbers that follow are
+/// Index files without packs (every item loose), as written before packs
+/// existed and still written while a repository has none, so an older
+/// epygibus keeps reading such a repository.
+const MAGIC_LOOSE: &[u8] = b"epygibus-index 2\n";
+/// Index files with a pack table and packed entries.
+const MAGIC_PACKS: &[u8] = b"epygibus-index 3\n";
+const MAGIC_LEN: usize = MAGIC_LOOSE.len();
+/// Bytes of a token plus the kind byte; the numbers that follow are
 /// LEB128 varints (1 to 10 bytes each).
 const ENTRY_MIN_LEN: usize = 32 + 1 + 4;
 const CHECKSUM_LEN: usize = 32;
 
+/// The kind byte of an entry: where it is and in which form.
+fn kind_code(form: StoredForm, place: Place) -> u8 {
+    let packed = matches!(place, Place::Packed { .. });
+    form.code() | if packed { 2 } else { 0 }
+}
+
 impl RefIndex {
-    /// Encodes as: magic, generation (u64 LE), entry count (u64 LE), then
-    /// per entry, sorted by token: the token (32 bytes), the form (1 byte),
-    /// and references, size, stored size and zero-since as LEB128 varints
-    /// (an entry is ~40 bytes, not 65: the index is rewritten by every
-    /// backup, so its size is bytes sent to the NAS each time); then the
-    /// BLAKE3 of all that.
+    /// Encodes as: magic, generation (u64 LE); with packs, the pack count
+    /// and each pack's name (length byte, bytes) and size (varint); the
+    /// entry count (u64 LE), then per entry, sorted by token: the token (32
+    /// bytes), the kind (1 byte: bit 0 gzip/deflate, bit 1 packed), and
+    /// references, size, stored size and zero-since as LEB128 varints, and
+    /// for a packed entry the pack's position in the table and the data's
+    /// offset (an entry is ~40 bytes, not 65: the index is rewritten by
+    /// every backup, so its size is bytes sent to the NAS each time); then
+    /// the BLAKE3 of all that.
     pub fn encode(&self) -> Vec<u8> {
         let mut tokens: Vec<&ContentToken> = self.entries.keys().collect();
         tokens.sort_unstable();
-        let mut out = Vec::with_capacity(MAGIC.len() + 16 + tokens.len() * 44 + CHECKSUM_LEN);
-        out.extend_from_slice(MAGIC);
+        let mut out = Vec::with_capacity(MAGIC_LEN + 16 + tokens.len() * 48 + CHECKSUM_LEN);
+        let with_packs = !self.packs.is_empty();
+        out.extend_from_slice(if with_packs { MAGIC_PACKS } else { MAGIC_LOOSE });
         out.extend_from_slice(&self.generation.to_le_bytes());
+        let mut ordinal = HashMap::with_capacity(self.packs.len());
+        if with_packs {
+            put_varint(&mut out, self.packs.len() as u64);
+            for (i, (id, info)) in self.packs.iter().enumerate() {
+                ordinal.insert(*id, i as u64);
+                let name = info.name.as_str().as_bytes();
+                out.push(name.len() as u8);
+                out.extend_from_slice(name);
+                put_varint(&mut out, info.size);
+            }
+        }
         out.extend_from_slice(&(tokens.len() as u64).to_le_bytes());
         for token in tokens {
             let e = &self.entries[token];
             out.extend_from_slice(token.as_bytes());
-            out.push(e.form.code());
+            out.push(kind_code(e.form, e.place));
             for n in [e.refs, e.size, e.stored_size, e.zero_since] {
                 put_varint(&mut out, n);
+            }
+            if let Place::Packed { pack, offset } = e.place {
+                // Repository::commit never saves an entry whose pack is
+                // not in the table (see `unlisted_pack`).
+                put_varint(&mut out, ordinal.get(&pack).copied().unwrap_or(u64::MAX));
+                put_varint(&mut out, offset);
             }
         }
         let sum = blake3::hash(&out);
@@ -121,10 +200,29 @@ impl RefIndex {
         out
     }
 
+    /// An entry pointing into a pack the table does not list (a pack that
+    /// was never finished): such an index must not be saved.
+    pub fn unlisted_pack(&self) -> Option<ContentToken> {
+        self.entries
+            .iter()
+            .find(|(_, e)| e.place.pack().is_some_and(|p| !self.packs.contains_key(&p)))
+            .map(|(t, _)| *t)
+    }
+
+    /// A number for a new pack, above every one in use.
+    pub fn next_pack_id(&self) -> PackId {
+        PackId(self.packs.keys().next_back().map_or(0, |p| p.0 + 1))
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<RefIndex, IndexDecodeError> {
-        let body = check_frame(bytes)?;
+        let (with_packs, body) = check_frame(bytes)?;
         let mut r = Reader(body);
         let generation = r.u64()?;
+        let packs = if with_packs {
+            decode_packs(&mut r)?
+        } else {
+            BTreeMap::new()
+        };
         let count = r.u64()?;
         if (r.0.len() as u64) < count.saturating_mul(ENTRY_MIN_LEN as u64) {
             return Err(IndexDecodeError::Truncated);
@@ -132,13 +230,36 @@ impl RefIndex {
         let mut entries = HashMap::with_capacity(count as usize);
         for i in 0..count {
             let token = ContentToken::from_slice(r.take(32)?).ok_or(IndexDecodeError::Truncated)?;
-            let form = StoredForm::from_code(r.take(1)?[0]).ok_or(IndexDecodeError::BadForm(i))?;
+            let kind = r.take(1)?[0];
+            let packed = kind & 2 != 0;
+            if kind > 3 || (packed && !with_packs) {
+                return Err(IndexDecodeError::BadForm(i));
+            }
+            let form = StoredForm::from_code(kind & 1).ok_or(IndexDecodeError::BadForm(i))?;
+            let (refs, size, stored_size, zero_since) =
+                (r.varint()?, r.varint()?, r.varint()?, r.varint()?);
+            let place = if packed {
+                let (ordinal, offset) = (r.varint()?, r.varint()?);
+                let pack = u32::try_from(ordinal)
+                    .ok()
+                    .map(PackId)
+                    .filter(|p| {
+                        packs
+                            .get(p)
+                            .is_some_and(|info| fits(info.size, offset, stored_size))
+                    })
+                    .ok_or(IndexDecodeError::BadPlace(i))?;
+                Place::Packed { pack, offset }
+            } else {
+                Place::Loose
+            };
             let entry = IndexEntry {
-                refs: r.varint()?,
-                size: r.varint()?,
-                stored_size: r.varint()?,
+                refs,
+                size,
+                stored_size,
                 form,
-                zero_since: r.varint()?,
+                zero_since,
+                place,
             };
             if entries.insert(token, entry).is_some() {
                 return Err(IndexDecodeError::Duplicate(token));
@@ -150,8 +271,37 @@ impl RefIndex {
         Ok(RefIndex {
             generation,
             entries,
+            packs,
         })
     }
+}
+
+/// True when `len` bytes from `offset` lie within a pack of `size` bytes.
+fn fits(size: u64, offset: u64, len: u64) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= size)
+}
+
+fn decode_packs(r: &mut Reader) -> Result<BTreeMap<PackId, PackInfo>, IndexDecodeError> {
+    let count = r.varint()?;
+    if count > u64::from(u32::MAX) || (r.0.len() as u64) < count.saturating_mul(2) {
+        return Err(IndexDecodeError::Truncated);
+    }
+    let mut packs = BTreeMap::new();
+    let mut names = std::collections::HashSet::new();
+    for i in 0..count {
+        let len = usize::from(r.take(1)?[0]);
+        let raw = r.take(len)?;
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let name: PackName = text
+            .parse()
+            .map_err(|_| IndexDecodeError::BadPackName(text.clone()))?;
+        if !names.insert(text.clone()) {
+            return Err(IndexDecodeError::DuplicatePack(text));
+        }
+        let size = r.varint()?;
+        packs.insert(PackId(i as u32), PackInfo { name, size });
+    }
+    Ok(packs)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -162,26 +312,30 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-/// Checks magic and checksum; returns the bytes between them.
-fn check_frame(bytes: &[u8]) -> Result<&[u8], IndexDecodeError> {
-    if bytes.len() < MAGIC.len() {
-        return Err(if MAGIC.starts_with(bytes) {
+/// Checks magic and checksum; returns whether the index has a pack table,
+/// and the bytes between magic and checksum.
+fn check_frame(bytes: &[u8]) -> Result<(bool, &[u8]), IndexDecodeError> {
+    if bytes.len() < MAGIC_LEN {
+        let prefix = |m: &[u8]| m.starts_with(bytes);
+        return Err(if prefix(MAGIC_LOOSE) || prefix(MAGIC_PACKS) {
             IndexDecodeError::Truncated
         } else {
             IndexDecodeError::BadMagic
         });
     }
-    if !bytes.starts_with(MAGIC) {
-        return Err(IndexDecodeError::BadMagic);
-    }
-    if bytes.len() < MAGIC.len() + 16 + CHECKSUM_LEN {
+    let with_packs = match &bytes[..MAGIC_LEN] {
+        m if m == MAGIC_LOOSE => false,
+        m if m == MAGIC_PACKS => true,
+        _ => return Err(IndexDecodeError::BadMagic),
+    };
+    if bytes.len() < MAGIC_LEN + 16 + CHECKSUM_LEN {
         return Err(IndexDecodeError::Truncated);
     }
     let (framed, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
     if blake3::hash(framed).as_bytes() != sum {
         return Err(IndexDecodeError::BadChecksum);
     }
-    Ok(&framed[MAGIC.len()..])
+    Ok((with_packs, &framed[MAGIC_LEN..]))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -223,12 +377,35 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn sample() -> RefIndex {
+    fn pack_name(n: u64) -> PackName {
+        format!("host.{n}.00000000000000{n:02x}").parse().unwrap()
+    }
+
+    /// Loose entries only (`packed` false) or every third one in one of
+    /// two packs.
+    fn sample_with(packed: bool) -> RefIndex {
         let mut idx = RefIndex {
             generation: 7,
             ..RefIndex::default()
         };
+        if packed {
+            for p in 0..2u32 {
+                let info = PackInfo {
+                    name: pack_name(u64::from(p)),
+                    size: 1 << 20,
+                };
+                idx.packs.insert(PackId(p * 5), info);
+            }
+        }
         for i in 0..50u64 {
+            let place = if packed && i % 3 == 0 {
+                Place::Packed {
+                    pack: PackId((i % 2) as u32 * 5),
+                    offset: i * 1000,
+                }
+            } else {
+                Place::Loose
+            };
             idx.entries.insert(
                 ContentToken::of(&i.to_le_bytes()),
                 IndexEntry {
@@ -241,8 +418,33 @@ mod tests {
                         StoredForm::Plain
                     },
                     zero_since: if i == 0 { 1_700_000_000 } else { 0 },
+                    place,
                 },
             );
+        }
+        idx
+    }
+
+    fn sample() -> RefIndex {
+        sample_with(true)
+    }
+
+    /// Pack numbers are renumbered in table order when saved.
+    fn renumbered(mut idx: RefIndex) -> RefIndex {
+        let map: HashMap<PackId, PackId> = idx
+            .packs
+            .keys()
+            .enumerate()
+            .map(|(i, p)| (*p, PackId(i as u32)))
+            .collect();
+        idx.packs = std::mem::take(&mut idx.packs)
+            .into_iter()
+            .map(|(p, info)| (map[&p], info))
+            .collect();
+        for e in idx.entries.values_mut() {
+            if let Place::Packed { pack, .. } = &mut e.place {
+                *pack = map[pack];
+            }
         }
         idx
     }
@@ -250,16 +452,59 @@ mod tests {
     #[test]
     fn index_round_trip() {
         let idx = sample();
-        assert_eq!(RefIndex::decode(&idx.encode()).unwrap(), idx);
+        assert!(idx.encode().starts_with(MAGIC_PACKS));
+        assert_eq!(RefIndex::decode(&idx.encode()).unwrap(), renumbered(idx));
+        let loose = sample_with(false);
+        assert!(
+            loose.encode().starts_with(MAGIC_LOOSE),
+            "readable by older epygibus"
+        );
+        assert_eq!(RefIndex::decode(&loose.encode()).unwrap(), loose);
         let empty = RefIndex::default();
         assert_eq!(RefIndex::decode(&empty.encode()).unwrap(), empty);
+    }
+
+    #[test]
+    fn packed_entries_must_lie_inside_listed_packs() {
+        let mut idx = sample();
+        let (token, e) = idx
+            .entries
+            .iter_mut()
+            .find(|(_, e)| e.place.pack().is_some())
+            .unwrap();
+        let token = *token;
+        e.place = Place::Packed {
+            pack: PackId(0),
+            offset: (1 << 20) - 1,
+        };
+        e.stored_size = 2;
+        assert!(matches!(
+            RefIndex::decode(&idx.encode()),
+            Err(IndexDecodeError::BadPlace(_))
+        ));
+        idx.entries.get_mut(&token).unwrap().place = Place::Packed {
+            pack: PackId(99),
+            offset: 0,
+        };
+        assert_eq!(idx.unlisted_pack(), Some(token));
+        assert!(matches!(
+            RefIndex::decode(&idx.encode()),
+            Err(IndexDecodeError::BadPlace(_))
+        ));
+    }
+
+    #[test]
+    fn new_pack_ids_are_above_those_in_use() {
+        let idx = sample();
+        assert_eq!(idx.next_pack_id(), PackId(6));
+        assert_eq!(RefIndex::default().next_pack_id(), PackId(0));
     }
 
     #[test]
     fn corrupt_index_rejected() {
         let bytes = sample().encode();
         let mut flipped = bytes.clone();
-        flipped[MAGIC.len() + 40] ^= 1;
+        flipped[MAGIC_LEN + 40] ^= 1;
         assert_eq!(
             RefIndex::decode(&flipped),
             Err(IndexDecodeError::BadChecksum)
@@ -281,7 +526,7 @@ mod tests {
     #[test]
     fn entry_count_must_match_length() {
         // A well-checksummed file whose count lies is still rejected.
-        let mut body = MAGIC.to_vec();
+        let mut body = MAGIC_LOOSE.to_vec();
         body.extend_from_slice(&1u64.to_le_bytes());
         body.extend_from_slice(&5u64.to_le_bytes());
         let sum = blake3::hash(&body);
@@ -304,6 +549,7 @@ mod tests {
                     stored_size: n,
                     form: StoredForm::Plain,
                     zero_since: n,
+                    place: Place::Loose,
                 },
             );
         }
@@ -314,8 +560,8 @@ mod tests {
     }
 
     /// An index file around `body` with a valid frame and checksum.
-    fn framed(body: &[u8]) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
+    fn framed(magic: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = magic.to_vec();
         out.extend_from_slice(body);
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
@@ -328,23 +574,27 @@ mod tests {
         fn mutated_index_never_panics(
             flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
             cut in proptest::prelude::any::<usize>(),
+            packed in proptest::prelude::any::<bool>(),
         ) {
-            let full = sample().encode();
-            let mut body = full[MAGIC.len()..full.len() - CHECKSUM_LEN].to_vec();
+            let full = sample_with(packed).encode();
+            let magic = &full[..MAGIC_LEN];
+            let mut body = full[MAGIC_LEN..full.len() - CHECKSUM_LEN].to_vec();
             for (at, byte) in flips {
                 let i = at % body.len();
                 body[i] = byte;
             }
             body.truncate(cut % (body.len() + 1));
-            let _ = RefIndex::decode(&framed(&body));
+            let _ = RefIndex::decode(&framed(magic, &body));
         }
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let _ = RefIndex::decode(&bytes);
-            let mut framed = MAGIC.to_vec();
-            framed.extend_from_slice(&bytes);
-            let _ = RefIndex::decode(&framed);
+            for magic in [MAGIC_LOOSE, MAGIC_PACKS] {
+                let mut framed = magic.to_vec();
+                framed.extend_from_slice(&bytes);
+                let _ = RefIndex::decode(&framed);
+            }
         }
     }
 }

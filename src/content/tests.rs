@@ -26,6 +26,31 @@ fn content_path(dir: &Path, t: &ContentToken, form: StoredForm) -> PathBuf {
     dir.join(content_name(t, form))
 }
 
+/// A file small enough to be packed and one too large (stays loose), each
+/// made of `unit` repeated.
+fn both_sizes(unit: &[u8]) -> [Vec<u8>; 2] {
+    let big = (MAX_PACKED as usize) / unit.len() + 2;
+    [unit.repeat(4), unit.repeat(big)]
+}
+
+/// The file holding an item: its loose file or its pack.
+fn holder(dir: &Path, r: &Repository, t: &ContentToken) -> PathBuf {
+    let e = r.index().entries[t];
+    match e.place {
+        Place::Loose => content_path(dir, t, e.form),
+        Place::Packed { pack, .. } => dir.join(r.pack_name(pack).unwrap().object_name()),
+    }
+}
+
+fn read_back(r: &Repository, t: &ContentToken) -> Vec<u8> {
+    let mut back = Vec::new();
+    r.open_contents_read_only(t)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    back
+}
+
 fn locked(dir: &Path) -> Repository {
     Repository::open_dir(
         dir,
@@ -39,23 +64,31 @@ fn locked(dir: &Path) -> Repository {
 
 #[test]
 fn same_content_stored_once_with_count_two() {
-    let (tmp, dir) = repo(true);
-    let a = tmp.path().join("a");
-    let b = tmp.path().join("b");
-    fs::write(&a, b"same bytes, same bytes, same bytes, same bytes").unwrap();
-    fs::write(&b, b"same bytes, same bytes, same bytes, same bytes").unwrap();
-    let r = locked(&dir);
-    let t = store_all(&r, &[&a, &b]);
-    let (ta, tb) = (t[0], t[1]);
-    assert_eq!(ta, tb);
-    assert_eq!(r.content_storage_stats(&ta).unwrap().1, 2);
-    let files: Vec<_> = fs::read_dir(dir.join(CONTENT_DIR).join(ta.fan_out()))
-        .unwrap()
-        .collect();
-    assert_eq!(files.len(), 1);
-    drop(r);
-    let again = Repository::open_dir(&dir, Access::ReadOnly).unwrap();
-    assert_eq!(again.content_storage_stats(&ta).unwrap().1, 2);
+    for data in both_sizes(b"same bytes, same bytes, ") {
+        let (tmp, dir) = repo(true);
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        fs::write(&a, &data).unwrap();
+        fs::write(&b, &data).unwrap();
+        let r = locked(&dir);
+        let t = store_all(&r, &[&a, &b]);
+        let (ta, tb) = (t[0], t[1]);
+        assert_eq!(ta, tb);
+        assert_eq!(r.content_storage_stats(&ta).unwrap().1, 2);
+        let loose: Vec<_> = fs::read_dir(dir.join(CONTENT_DIR).join(ta.fan_out()))
+            .unwrap()
+            .collect();
+        let packs: Vec<_> = fs::read_dir(dir.join(PACK_DIR)).unwrap().collect();
+        let packed = data.len() as u64 <= MAX_PACKED;
+        assert_eq!(
+            (loose.len(), packs.len()),
+            if packed { (0, 1) } else { (1, 0) }
+        );
+        drop(r);
+        let again = Repository::open_dir(&dir, Access::ReadOnly).unwrap();
+        assert_eq!(again.content_storage_stats(&ta).unwrap().1, 2);
+        assert_eq!(read_back(&again, &ta), data);
+    }
 }
 
 #[test]
@@ -83,23 +116,27 @@ fn large_file_round_trip_both_forms() {
 
 #[test]
 fn release_then_prune_removes_file() {
-    let (tmp, dir) = repo(true);
-    let a = tmp.path().join("a");
-    fs::write(&a, b"x".repeat(1000)).unwrap();
-    let r = locked(&dir);
-    let t = store_all(&r, &[&a])[0];
-    assert_eq!(r.release_contents([&t]), 0);
-    r.commit().unwrap();
-    let nothing = HashMap::new();
-    let now = PruneRules {
-        referenced: &nothing,
-        min_age: Duration::ZERO,
-    };
-    let report = r.prune(&now).unwrap();
-    assert_eq!(report.items, 1);
-    assert_eq!(report.content_bytes, 1000);
-    assert!(!content_path(&dir, &t, StoredForm::Gzip).exists());
-    assert_eq!(r.prune(&now).unwrap(), PruneReport::default());
+    for data in both_sizes(b"x") {
+        let (tmp, dir) = repo(true);
+        let a = tmp.path().join("a");
+        fs::write(&a, &data).unwrap();
+        let r = locked(&dir);
+        let t = store_all(&r, &[&a])[0];
+        let file = holder(&dir, &r, &t);
+        assert!(file.exists());
+        assert_eq!(r.release_contents([&t]), 0);
+        r.commit().unwrap();
+        let nothing = HashMap::new();
+        let now = PruneRules {
+            referenced: &nothing,
+            min_age: Duration::ZERO,
+        };
+        let report = r.prune(&now).unwrap();
+        assert_eq!(report.items, 1);
+        assert_eq!(report.content_bytes, data.len() as u64);
+        assert!(!file.exists(), "{}", file.display());
+        assert_eq!(r.prune(&now).unwrap(), PruneReport::default());
+    }
 }
 
 #[test]
@@ -136,25 +173,31 @@ fn prune_respects_snapshots_and_min_age() {
 
 #[test]
 fn compress_round_trip_keeps_reads_correct() {
-    let (tmp, dir) = repo(false);
-    let a = tmp.path().join("a");
-    let data = b"compress me please ".repeat(500);
-    fs::write(&a, &data).unwrap();
-    let r = locked(&dir);
-    let t = store_all(&r, &[&a])[0];
-    let rep = r.compress_all(StoredForm::Gzip).unwrap();
-    assert_eq!(rep.converted, 1);
-    assert!(rep.stored_after < rep.stored_before);
-    assert!(content_path(&dir, &t, StoredForm::Gzip).exists());
-    assert!(!content_path(&dir, &t, StoredForm::Plain).exists());
-    let rep = r.compress_all(StoredForm::Plain).unwrap();
-    assert_eq!(rep.converted, 1);
-    let mut back = Vec::new();
-    r.open_contents_read_only(&t)
-        .unwrap()
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, data);
+    for data in both_sizes(b"compress me please ") {
+        let (tmp, dir) = repo(false);
+        let a = tmp.path().join("a");
+        fs::write(&a, &data).unwrap();
+        let r = locked(&dir);
+        let t = store_all(&r, &[&a])[0];
+        let before = holder(&dir, &r, &t);
+        assert_eq!(r.index().entries[&t].form, StoredForm::Plain);
+        let rep = r.compress_all(StoredForm::Gzip).unwrap();
+        assert_eq!(rep.converted, 1);
+        assert!(rep.stored_after < rep.stored_before);
+        assert_eq!(r.index().entries[&t].form, StoredForm::Gzip);
+        assert!(!before.exists(), "the old copy is removed");
+        assert!(holder(&dir, &r, &t).exists());
+        assert_eq!(read_back(&r, &t), data);
+        let rep = r.compress_all(StoredForm::Plain).unwrap();
+        assert_eq!(rep.converted, 1);
+        assert_eq!(read_back(&r, &t), data);
+        let rep = r.compress_all(StoredForm::Plain).unwrap();
+        assert_eq!(
+            (rep.converted, rep.packs_rewritten),
+            (0, 0),
+            "nothing left to do"
+        );
+    }
 }
 
 #[test]
@@ -185,45 +228,43 @@ fn corrupt_index_is_reported_and_left() {
 
 #[test]
 fn revived_content_pruned_meanwhile_is_written_again() {
-    let (tmp, dir) = repo(true);
-    let a = tmp.path().join("a");
-    fs::write(&a, b"revive me ".repeat(50)).unwrap();
-    let r = locked(&dir);
-    let t = store_all(&r, &[&a])[0];
-    r.release_contents([&t]);
-    r.commit().unwrap();
-    // Revived: the file exists, so the count goes up without a write.
-    let session = r.begin_backup();
-    assert_eq!(session.store_contents(&a).unwrap(), t);
-    let counted = session.commit_counts().unwrap();
-    // Another machine's prune removes the file before our snapshot.
-    for form in [StoredForm::Gzip, StoredForm::Plain] {
-        let _ = fs::remove_file(content_path(&dir, &t, form));
+    for data in both_sizes(b"revive me ") {
+        let (tmp, dir) = repo(true);
+        let a = tmp.path().join("a");
+        fs::write(&a, &data).unwrap();
+        let r = locked(&dir);
+        let t = store_all(&r, &[&a])[0];
+        r.release_contents([&t]);
+        r.commit().unwrap();
+        // Revived: the file exists, so the count goes up without a write.
+        let session = r.begin_backup();
+        assert_eq!(session.store_contents(&a).unwrap(), t);
+        let counted = session.commit_counts().unwrap();
+        // Another machine's prune removes the file before our snapshot.
+        fs::remove_file(holder(&dir, &r, &t)).unwrap();
+        assert_eq!(counted.snapshot_written().unwrap(), 1);
+        assert_eq!(read_back(&r, &t), data);
+        assert_eq!(r.content_storage_stats(&t).unwrap().1, 1);
+        drop(r);
+        let again = Repository::open_dir(&dir, Access::ReadOnly).unwrap();
+        assert_eq!(read_back(&again, &t), data, "the new place is saved");
     }
-    assert_eq!(counted.snapshot_written().unwrap(), 1);
-    let mut back = Vec::new();
-    r.open_contents_read_only(&t)
-        .unwrap()
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, b"revive me ".repeat(50));
-    assert_eq!(r.content_storage_stats(&t).unwrap().1, 1);
 }
 
 #[test]
 fn zero_count_entry_whose_file_vanished_is_rewritten() {
-    let (tmp, dir) = repo(true);
-    let a = tmp.path().join("a");
-    fs::write(&a, b"content that another machine pruned").unwrap();
-    let r = locked(&dir);
-    let t = store_all(&r, &[&a])[0];
-    r.release_contents([&t]);
-    for form in [StoredForm::Gzip, StoredForm::Plain] {
-        let _ = fs::remove_file(content_path(&dir, &t, form));
+    for data in both_sizes(b"content that another machine pruned") {
+        let (tmp, dir) = repo(true);
+        let a = tmp.path().join("a");
+        fs::write(&a, &data).unwrap();
+        let r = locked(&dir);
+        let t = store_all(&r, &[&a])[0];
+        r.release_contents([&t]);
+        fs::remove_file(holder(&dir, &r, &t)).unwrap();
+        assert!(r.open_contents_read_only(&t).is_err());
+        store_all(&r, &[&a]);
+        assert_eq!(read_back(&r, &t), data);
     }
-    assert!(r.open_contents_read_only(&t).is_err());
-    store_all(&r, &[&a]);
-    assert!(r.open_contents_read_only(&t).is_ok());
 }
 
 #[test]
@@ -247,24 +288,26 @@ fn failed_backup_gives_its_references_back() {
 
 #[test]
 fn repository_works_on_a_memory_store_with_faults() {
-    let store = std::sync::Arc::new(crate::store::MemoryStore::named("r"));
-    Repository::create(store.as_ref(), true).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("a");
-    fs::write(&a, b"memory ".repeat(100)).unwrap();
-    let r = Repository::open(store.clone(), Access::ReadOnly).unwrap();
-    store.inject(crate::store::Fault::FailWrite(store.writes() + 1));
-    let session = r.begin_backup();
-    assert!(
-        session.store_contents(&a).is_err(),
-        "the injected fault surfaces"
-    );
-    let t = session.store_contents(&a).unwrap();
-    session.commit_counts().unwrap().snapshot_written().unwrap();
-    let mut back = Vec::new();
-    r.open_contents_read_only(&t)
-        .unwrap()
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, b"memory ".repeat(100));
+    for data in both_sizes(b"memory ") {
+        let store = std::sync::Arc::new(crate::store::MemoryStore::named("r"));
+        Repository::create(store.as_ref(), true).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        fs::write(&a, &data).unwrap();
+        let r = Repository::open(store.clone(), Access::ReadOnly).unwrap();
+        store.inject(crate::store::Fault::FailWrite(store.writes() + 1));
+        let session = r.begin_backup();
+        // A loose file fails as it is stored; a pack when it is finished.
+        let failed = session
+            .store_contents(&a)
+            .and_then(|_| session.packer.finish());
+        assert!(failed.is_err(), "the injected fault surfaces");
+        assert!(
+            !r.index().entries.contains_key(&ContentToken::of(&data)),
+            "no entry points into the failed pack"
+        );
+        let t = session.store_contents(&a).unwrap();
+        session.commit_counts().unwrap().snapshot_written().unwrap();
+        assert_eq!(read_back(&r, &t), data);
+    }
 }

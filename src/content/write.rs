@@ -12,8 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::codec::{self, TrackedReader};
 use super::layout::content_name;
+use super::pack::{EncodedItem, MAX_PACKED};
+use super::packer::Packer;
 use super::source::open_source;
-use super::{ContentError, ContentToken, IndexEntry, Repository, Result, StoredForm, source_err};
+use super::{
+    ContentError, ContentToken, IndexEntry, Place, Repository, Result, StoredForm, source_err,
+};
 use crate::store::{Committed, NewObject, Store, StoreError};
 
 /// Content newly written during a session (for `bu --stats`).
@@ -47,6 +51,8 @@ pub struct BackupSession<'r> {
     /// Zero-count content referenced again, with a source file holding it.
     revived: Mutex<Vec<(ContentToken, PathBuf)>>,
     pub counters: SessionCounters,
+    /// Small content goes into packs.
+    pub(super) packer: Packer<'r>,
     /// The snapshot exists: dropping must not give anything back.
     kept: bool,
 }
@@ -70,6 +76,7 @@ impl Repository {
             refs: Mutex::new(Vec::new()),
             revived: Mutex::new(Vec::new()),
             counters: SessionCounters::default(),
+            packer: Packer::new(self),
             kept: false,
         }
     }
@@ -141,6 +148,7 @@ impl<'r> BackupSession<'r> {
     /// snapshot may be written next. On failure every reference is given
     /// back.
     pub fn commit_counts(self) -> Result<CountedBackup<'r>> {
+        self.packer.finish()?;
         self.repo.commit()?;
         Ok(CountedBackup { session: self })
     }
@@ -171,6 +179,9 @@ impl<'r> BackupSession<'r> {
         if purpose == Purpose::Reference && self.add_reference_if_present(&token, path)? {
             return Ok(token);
         }
+        if data.len() as u64 <= MAX_PACKED {
+            return self.store_packed(token, data, purpose);
+        }
         let (form, bytes) = codec::encode_small(data, self.repo.prefer);
         let store = self.repo.store.as_ref();
         let name = content_name(&token, form);
@@ -180,7 +191,62 @@ impl<'r> BackupSession<'r> {
                 .map_err(|e| StoreError::new("write", store.place(&name), e))?;
             Ok((o, form, bytes.len() as u64))
         })?;
-        self.record_written(purpose, token, data.len() as u64, form, bytes.len() as u64);
+        let size = data.len() as u64;
+        self.record_written(purpose, token, size, form, bytes.len() as u64, Place::Loose);
+        Ok(token)
+    }
+
+    /// Appends small content to the session's pack; its index entry points
+    /// into the pack from now on, and the pack is finished (durable) before
+    /// any index generation is saved.
+    fn store_packed(
+        &self,
+        token: ContentToken,
+        data: &[u8],
+        purpose: Purpose,
+    ) -> Result<ContentToken> {
+        let item = EncodedItem::encode(data, self.repo.prefer);
+        let stored = item.bytes.len() as u64;
+        let fresh = |place| IndexEntry {
+            refs: 0,
+            size: item.size,
+            stored_size: stored,
+            form: item.form,
+            zero_since: 0,
+            place,
+        };
+        let mut is_new = false;
+        self.packer
+            .append(&token, &item, |entry, place| match (entry, purpose) {
+                (None, Purpose::Reference) => {
+                    is_new = true;
+                    Some(IndexEntry {
+                        refs: 1,
+                        ..fresh(place)
+                    })
+                }
+                (None, Purpose::Rewrite) => None,
+                (Some(e), purpose) => {
+                    // Written again: a released entry whose object was gone,
+                    // or a revived one another machine pruned meanwhile.
+                    *e = IndexEntry {
+                        refs: e.refs,
+                        zero_since: e.zero_since,
+                        ..fresh(place)
+                    };
+                    if purpose == Purpose::Reference {
+                        e.refs += 1;
+                        e.zero_since = 0;
+                    }
+                    None
+                }
+            })?;
+        if purpose == Purpose::Reference {
+            lock(&self.refs).push(token);
+            if is_new {
+                self.count_new(item.size, stored);
+            }
+        }
         Ok(token)
     }
 
@@ -221,7 +287,7 @@ impl<'r> BackupSession<'r> {
             }
             Ok((written.object, written.form, written.stored_size))
         })?;
-        self.record_written(purpose, token, size, form, stored);
+        self.record_written(purpose, token, size, form, stored, Place::Loose);
         Ok(token)
     }
 
@@ -232,13 +298,15 @@ impl<'r> BackupSession<'r> {
         size: u64,
         form: StoredForm,
         stored: u64,
+        place: Place,
     ) {
         match purpose {
-            Purpose::Reference => self.record_new(token, size, form, stored),
+            Purpose::Reference => self.record_new(token, size, form, stored, place),
             Purpose::Rewrite => {
                 if let Some(e) = self.repo.index().entries.get_mut(&token) {
                     e.form = form;
                     e.stored_size = stored;
+                    e.place = place;
                     self.repo.mark_dirty();
                 }
             }
@@ -251,7 +319,7 @@ impl<'r> BackupSession<'r> {
     /// touched content alone) and remembered for
     /// [`CountedBackup::snapshot_written`].
     fn add_reference_if_present(&self, token: &ContentToken, source: &Path) -> Result<bool> {
-        let form = {
+        let entry = {
             let mut index = self.repo.index();
             match index.entries.get_mut(token) {
                 None => return Ok(false),
@@ -262,13 +330,13 @@ impl<'r> BackupSession<'r> {
                     lock(&self.refs).push(*token);
                     return Ok(true);
                 }
-                Some(e) => e.form,
+                Some(e) => *e,
             }
         };
-        let Some(found) = self.repo.find_content(token, form) else {
+        let Some(holder) = self.repo.holder_of(token, &entry) else {
             return Ok(false);
         };
-        let _ = self.repo.store.touch(&content_name(token, found));
+        let _ = self.repo.store.touch(&holder);
         let mut index = self.repo.index();
         if let Some(e) = index.entries.get_mut(token) {
             e.refs += 1;
@@ -284,7 +352,14 @@ impl<'r> BackupSession<'r> {
 
     /// Counts a reference to content just written. Two threads may write
     /// the same new content at once; only the first counts it as new.
-    fn record_new(&self, token: ContentToken, size: u64, form: StoredForm, stored: u64) {
+    fn record_new(
+        &self,
+        token: ContentToken,
+        size: u64,
+        form: StoredForm,
+        stored: u64,
+        place: Place,
+    ) {
         let mut index = self.repo.index();
         let fresh = IndexEntry {
             refs: 1,
@@ -292,6 +367,7 @@ impl<'r> BackupSession<'r> {
             stored_size: stored,
             form,
             zero_since: 0,
+            place,
         };
         let is_new = match index.entries.entry(token) {
             std::collections::hash_map::Entry::Vacant(slot) => {
@@ -312,11 +388,15 @@ impl<'r> BackupSession<'r> {
         self.repo.mark_dirty();
         lock(&self.refs).push(token);
         if is_new {
-            let c = &self.counters;
-            c.new_items.fetch_add(1, Ordering::Relaxed);
-            c.new_content_bytes.fetch_add(size, Ordering::Relaxed);
-            c.new_stored_bytes.fetch_add(stored, Ordering::Relaxed);
+            self.count_new(size, stored);
         }
+    }
+
+    fn count_new(&self, size: u64, stored: u64) {
+        let c = &self.counters;
+        c.new_items.fetch_add(1, Ordering::Relaxed);
+        c.new_content_bytes.fetch_add(size, Ordering::Relaxed);
+        c.new_stored_bytes.fetch_add(stored, Ordering::Relaxed);
     }
 
     /// Gives back every reference counted and saves the index, so content
@@ -324,6 +404,7 @@ impl<'r> BackupSession<'r> {
     /// effort: on a full disk the index may not be writable, and counts
     /// then stay as they were on disk (too high, never too low).
     fn roll_back(&self) {
+        self.packer.abandon();
         let refs = std::mem::take(&mut *lock(&self.refs));
         if refs.is_empty() {
             return;
@@ -357,12 +438,8 @@ impl CountedBackup<'_> {
         let revived = std::mem::take(&mut *lock(&session.revived));
         let mut rewritten = 0;
         for (token, path) in revived {
-            let form = session.repo.index().entries.get(&token).map(|e| e.form);
-            if session
-                .repo
-                .find_content(&token, form.unwrap_or(session.repo.prefer))
-                .is_some()
-            {
+            let entry = session.repo.index().entries.get(&token).copied();
+            if entry.is_some_and(|e| session.repo.holder_of(&token, &e).is_some()) {
                 continue;
             }
             if session.store_file(&path, Purpose::Rewrite)? != token {
@@ -371,6 +448,7 @@ impl CountedBackup<'_> {
             rewritten += 1;
         }
         if rewritten > 0 {
+            session.packer.finish()?;
             session.repo.commit()?;
         }
         Ok(rewritten)

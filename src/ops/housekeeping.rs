@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::source::archive;
 use super::{Context, OpError, Result, dir_store};
 use crate::config::Name;
-use crate::content::{CompressReport, LockHolder, PruneReport, PruneRules, Repository, StoredForm};
+use crate::content::{
+    CompressReport, LockHolder, PackReport, PruneReport, PruneRules, Repository, StoredForm,
+};
 use crate::snapshot::format::{self, SnapshotName};
 use crate::snapshot::{self, ArchiveError, DeleteReport, scan};
 use crate::store::SharedStore;
@@ -107,6 +109,17 @@ pub fn compress_repo(
 ) -> Result<CompressReport> {
     let (_, repo) = ctx.open_repo_locked(repo, command)?;
     Ok(repo.compress_all(target)?)
+}
+
+/// Moves a repository's small loose content files into packs.
+pub fn pack_repo(
+    ctx: &Context,
+    repo: &str,
+    progress: &dyn crate::progress::Progress,
+    command: &str,
+) -> Result<PackReport> {
+    let (_, repo) = ctx.open_repo_locked(repo, command)?;
+    Ok(repo.pack_loose(progress)?)
 }
 
 /// What converting one snapshot file did.

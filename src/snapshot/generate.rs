@@ -86,8 +86,8 @@ struct Pending {
     same_as: Option<usize>,
 }
 
-struct Walker<'a> {
-    repo: &'a BackupSession<'a>,
+struct Walker<'a, 'r> {
+    repo: &'a BackupSession<'r>,
     /// (device, inode) of the plan's skipped directories.
     skip: Vec<(u64, u64)>,
     progress: &'a dyn Progress,
@@ -110,8 +110,8 @@ struct Walker<'a> {
 
 /// Walks the plan's includes and stores new content; `previous` is the
 /// archive's newest snapshot (root and walk start), if any.
-pub fn build_tree(
-    repo: &BackupSession,
+pub fn build_tree<'r>(
+    repo: &BackupSession<'r>,
     plan: &BackupPlan,
     previous: Option<(&DirNode, i64)>,
     progress: &dyn Progress,
@@ -229,7 +229,7 @@ fn ensure_dir<'d>(dir: &'d mut DirNode, name: &FileName, attrs: Attrs) -> &'d mu
     }
 }
 
-impl<'a> Walker<'a> {
+impl<'a, 'r> Walker<'a, 'r> {
     fn problem(&mut self, kind: ProblemKind, path: &Path, message: impl Into<String>) {
         self.problems.push(Problem {
             kind,

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::model::{Attrs, DirNode, FileName, FileNode, LinkNode, Node};
-use crate::content::{ContentError, ContentToken, Repository};
+use crate::content::{BatchData, ContentError, ContentReader, ContentToken, Repository};
 use crate::fsio;
 use crate::progress::Progress;
 
@@ -484,7 +484,7 @@ impl<'s> Restorer<'s> {
         let aside = Mutex::new(Vec::new());
         let (files, bytes, unchanged) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
         let this = &*self;
-        let each = |job: &FileJob| {
+        let each = |job: &FileJob, data: &BatchData| {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -496,7 +496,7 @@ impl<'s> Restorer<'s> {
                     .get_or_insert(RestoreError::Cancelled);
                 return;
             }
-            let outcome = this.restore_file(job);
+            let outcome = this.restore_file(job, data);
             this.progress.file_done(job.node.size);
             match outcome {
                 Ok(Outcome::Written(moved)) => {
@@ -521,11 +521,18 @@ impl<'s> Restorer<'s> {
                 }
             }
         };
+        // Content is read in the order it lies in the repository: each
+        // pack once, front to back (docs/design.md, speed rules).
+        let jobs: Vec<&FileJob> = this.files.iter().filter(|j| j.link_to.is_none()).collect();
+        let tokens: Vec<ContentToken> = jobs.iter().map(|j| j.node.token).collect();
+        let batches = this.repo.plan_reads(&tokens);
         crate::pool::io_pool().install(|| {
-            this.files
-                .par_iter()
-                .filter(|j| j.link_to.is_none())
-                .for_each(each)
+            batches.par_iter().for_each(|batch| {
+                let data = this.repo.read_batch(batch);
+                for (i, _) in batch.members() {
+                    each(jobs[*i], &data);
+                }
+            })
         });
         if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
@@ -543,7 +550,7 @@ impl<'s> Restorer<'s> {
     }
 
     /// Restores one regular file (phase 2).
-    fn restore_file(&self, job: &FileJob) -> Result<Outcome, FileFailure> {
+    fn restore_file(&self, job: &FileJob, data: &BatchData) -> Result<Outcome, FileFailure> {
         let dir = &self.dirs[job.dir];
         let now = self
             .existing_in(job.dir, job.name)
@@ -562,7 +569,8 @@ impl<'s> Restorer<'s> {
             Existing::File { .. } | Existing::Link(_) if self.opts.overwrite => {}
             _ => moved = Some(self.aside(job)?),
         }
-        self.write_content(&dir.fd, job.name, job.node, &job.path)?;
+        let open = || data.open(&job.node.token);
+        self.write_content(&dir.fd, dir.fresh, job.name, job.node, &job.path, &open)?;
         Ok(Outcome::Written(moved))
     }
 
@@ -577,15 +585,20 @@ impl<'s> Restorer<'s> {
     }
 
     /// Writes content to a temp name, checks it against its token, sets
-    /// attributes, then renames it into place.
+    /// attributes, then renames it into place. In a directory this restore
+    /// created (`fresh`), nothing can be in the way and nobody else looks:
+    /// the file is written under its own name (one rename fewer per file;
+    /// a damaged one is removed again).
     fn write_content(
         &self,
         dir: &OwnedFd,
+        fresh: bool,
         name: &FileName,
         node: &FileNode,
         path: &Path,
+        open: &dyn Fn() -> Result<ContentReader, ContentError>,
     ) -> Result<(), FileFailure> {
-        let mut reader = match self.repo.open_contents_read_only(&node.token) {
+        let mut reader = match open() {
             Ok(r) => r,
             Err(e) => {
                 return Err(FileFailure::Skip(format!(
@@ -595,9 +608,14 @@ impl<'s> Restorer<'s> {
             }
         };
         let temp = fsio::temp_name();
+        let first_name = if fresh {
+            name.as_bytes()
+        } else {
+            temp.as_bytes()
+        };
         let fd = rustix::fs::openat(
             dir,
-            temp.as_str(),
+            first_name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
@@ -606,8 +624,10 @@ impl<'s> Restorer<'s> {
             let fd = OwnedFd::from(file);
             apply_owner_and_mode(&fd, &node.attrs, self.opts.set_owner);
             drop(fd);
-            rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
-                .map_err(|e| classify("rename into place", path, errno(e)))?;
+            if !fresh {
+                rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
+                    .map_err(|e| classify("rename into place", path, errno(e)))?;
+            }
             // Times last, by name: over SMB the rename resets the mtime.
             let _ = rustix::fs::utimensat(
                 dir,
@@ -618,7 +638,7 @@ impl<'s> Restorer<'s> {
             Ok(())
         });
         if written.is_err() {
-            let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(dir, first_name, AtFlags::empty());
         }
         written
     }
@@ -673,7 +693,9 @@ impl<'s> Restorer<'s> {
             rustix::fs::renameat(&dir.fd, temp.as_str(), &dir.fd, job.name.as_bytes())
                 .map_err(|e| classify("rename into place", &job.path, errno(e)))
         } else {
-            self.write_content(&dir.fd, job.name, job.node, &job.path)
+            let open = || self.repo.open_contents_read_only(&job.node.token);
+            // Not fresh: the name may hold what was moved aside above.
+            self.write_content(&dir.fd, false, job.name, job.node, &job.path, &open)
         };
         if result.is_err() && linked {
             let _ = rustix::fs::unlinkat(&dir.fd, temp.as_str(), AtFlags::empty());

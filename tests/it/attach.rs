@@ -631,7 +631,7 @@ fn bad_input_is_refused_naming_the_path_and_changes_nothing() {
     let original = fs::read(&format).unwrap();
     fs::write(
         &format,
-        "epygibus repository\nformat = 2\nhash = blake3\ncompression = gzip\n",
+        "epygibus repository\nformat = 3\nhash = blake3\ncompression = gzip\n",
     )
     .unwrap();
     let third = env.machine("third");
@@ -639,7 +639,7 @@ fn bad_input_is_refused_naming_the_path_and_changes_nothing() {
     refuse(
         &third,
         &["attach", &env.loc_arg()],
-        &[&format_s, "format 2"],
+        &[&format_s, "format 3"],
     );
     refuse(
         &third,

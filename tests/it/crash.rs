@@ -3,12 +3,13 @@
 //! spread over their whole run, and after every kill:
 //!
 //! 1. `check -R` (no repair) exits 0 or 4 and reports nothing but leftover
-//!    temp files and orphan content files, both expected after a kill: no
-//!    missing or damaged content, no count too low;
+//!    temp files, orphan content files and orphan packs, all expected
+//!    after a kill: no missing or damaged content, no count too low;
 //! 2. a normal `bu` succeeds (exit 0) without `unlock`, the dead run's lock
 //!    being broken automatically, and `check -R` is as clean as in 1;
 //! 3. `check -R --repair` then `check -R` leaves at most orphan content
-//!    files (younger than an hour, so kept on purpose);
+//!    files (younger than an hour, so kept on purpose), and no orphan pack
+//!    (the killed run that wrote it is dead, so repair removes it);
 //! 4. every remaining snapshot extracts exactly to the source tree it was
 //!    taken of: paths, types, bytes, modes, mtimes (ns), symlink targets.
 //!
@@ -577,6 +578,9 @@ struct Stats {
     max_restored: usize,
     temp_findings: u64,
     orphan_findings: u64,
+    /// Kill points of prune and compress -R at which packs were removed or
+    /// written (repacking in play when the kill came).
+    pack_changes: [u64; OPS.len()],
     durations_ms: [f64; OPS.len()],
     /// Violations recorded to go on (EPYGIBUS_CRASH_CONTINUE_ON_EMPTY_LOCK).
     deferred: Vec<String>,
@@ -596,6 +600,9 @@ impl Stats {
         self.max_restored = self.max_restored.max(other.max_restored);
         self.temp_findings += other.temp_findings;
         self.orphan_findings += other.orphan_findings;
+        for (a, b) in self.pack_changes.iter_mut().zip(other.pack_changes) {
+            *a += b;
+        }
         for (a, b) in self.durations_ms.iter_mut().zip(other.durations_ms) {
             *a = a.max(b);
         }
@@ -896,6 +903,14 @@ impl<'s> Case<'s> {
     }
 
     /// The repository directory, from its spec (`path = …`).
+    /// Names of the finished packs (temp files not included).
+    fn pack_files(&self) -> BTreeSet<String> {
+        crate::world::packs::packs(&self.repo_dir())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
     fn repo_dir(&self) -> PathBuf {
         let spec = self.world.root.join("config/repos").join(REPO);
         let text = fs::read_to_string(&spec).unwrap();
@@ -971,6 +986,7 @@ impl<'s> Case<'s> {
             d * 1000.0
         );
 
+        let packs_before = self.pack_files();
         let mut child = self.world.spawn(&list, "killed");
         let began = Instant::now();
         if let Some(left) = delay.checked_sub(began.elapsed()) {
@@ -982,6 +998,9 @@ impl<'s> Case<'s> {
         }
         let status = child.wait().unwrap();
         let interrupted = alive && status.signal() == Some(SIGKILL);
+        if self.pack_files() != packs_before {
+            self.stats.pack_changes[op.index()] += 1;
+        }
         let tally = &mut self.stats.per_op[op.index()];
         if interrupted {
             tally.interrupted += 1;
@@ -1118,6 +1137,12 @@ impl<'s> Case<'s> {
         for line in run.stdout.lines() {
             if let Some(p) = line.strip_prefix("problem: ") {
                 if p.starts_with("content file not in the index: ") {
+                    orphans += 1;
+                } else if p.starts_with("pack not in the index: ")
+                    && allowed == Allowed::TempAndOrphans
+                {
+                    // A pack finished by the killed run before it saved
+                    // the index; repair removes it (its writer is dead).
                     orphans += 1;
                 } else if p.starts_with("temp file left over: ")
                     && allowed == Allowed::TempAndOrphans
@@ -1298,6 +1323,18 @@ fn killed_runs_lose_nothing() {
         kinds.join(", "),
         total.temp_findings,
         total.orphan_findings
+    );
+    eprintln!(
+        "crash: kill points during which packs were written or removed: prune {}, compress -R {}, bu {}, del {}",
+        total.pack_changes[Op::Prune.index()],
+        total.pack_changes[Op::CompressRepo.index()],
+        total.pack_changes[Op::Bu.index()],
+        total.pack_changes[Op::Del.index()],
+    );
+    assert!(
+        total.pack_changes[Op::Prune.index()] > 0
+            && total.pack_changes[Op::CompressRepo.index()] > 0,
+        "no kill point of prune or compress -R had packs in play: the harness lost its coverage of repacking"
     );
     let known = if total.deferred.is_empty() {
         String::new()

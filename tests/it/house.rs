@@ -23,19 +23,17 @@ fn big_tree(env: &World, files: usize) -> std::path::PathBuf {
     root
 }
 
-fn content_objects(repo: &std::path::Path) -> usize {
-    let mut n = 0;
-    for fan in fs::read_dir(repo.join("content")).unwrap() {
-        n += fs::read_dir(fan.unwrap().path()).unwrap().count();
-    }
-    n
+/// Finished packs (a backup's content goes into packs of 32 MiB).
+fn finished_packs(repo: &std::path::Path) -> usize {
+    crate::world::packs::packs(repo).len()
 }
 
 #[test]
 fn interrupted_backup_writes_no_snapshot_and_gives_references_back() {
     let env = World::new();
     let repo = env.new_repo("r");
-    let tree = big_tree(&env, 3000);
+    // ~130 MB that does not compress: four packs' worth.
+    let tree = big_tree(&env, 6000);
     let snaps = env.new_archive("a", "r", &[&tree], &[]);
     let mut child = env
         .cmd()
@@ -44,9 +42,10 @@ fn interrupted_backup_writes_no_snapshot_and_gives_references_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Interrupt once content is being stored.
+    // Interrupt once content is being stored: a first pack is finished,
+    // the next one is being filled.
     let began = Instant::now();
-    while content_objects(&repo) < 20 {
+    while finished_packs(&repo) < 1 {
         assert!(
             began.elapsed() < Duration::from_secs(60),
             "bu stored nothing"
@@ -71,6 +70,9 @@ fn interrupted_backup_writes_no_snapshot_and_gives_references_back() {
         !counts.is_empty(),
         "content was stored before the interrupt"
     );
+    // The pack being filled was abandoned: no entry points into it, and
+    // only finished packs (listed in the index) are left.
+    env.ok(&["check", "-R", "r", "--read-data"]);
     assert!(
         counts.values().all(|&c| c == 0),
         "every reference was given back"

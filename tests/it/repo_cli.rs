@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::world::files::gunzip;
+use crate::world::packs::{ZipEntry, packs, unzip_entry, zip_entries};
 use crate::world::tree::{State, assert_same_state, fs_state};
 use crate::world::{Rng, World, lib_api, noise, text};
 use epygibus::content::ContentToken;
@@ -27,11 +28,15 @@ fn items(env: &World, name: &str) -> Vec<Item> {
     let out = env.ok(&["list_content_items", "-R", name]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["TOKEN", "REFS", "SIZE", "STORED", "FORM"], "{out}");
+    assert_eq!(
+        header,
+        ["TOKEN", "REFS", "SIZE", "STORED", "FORM", "PACK"],
+        "{out}"
+    );
     lines
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 5, "bad row {l:?}");
+            assert_eq!(f.len(), 6, "bad row {l:?}");
             Item {
                 token: f[0].to_owned(),
                 refs: f[1].parse().unwrap(),
@@ -211,6 +216,8 @@ fn new_repo_creates_repositories_in_both_compression_modes() {
         assert_eq!(fs::read_dir(dir.join("content")).unwrap().count(), 256);
         assert!(dir.join("content").join("00").is_dir());
         assert!(dir.join("content").join("ff").is_dir());
+        assert!(dir.join("packs").is_dir(), "made once, not probed per pack");
+        assert!(format.contains("\nformat = 2\n"), "{format}");
         assert!(!dir.join("lock").exists());
     }
     let uncompressed_msg = env.ok(&[
@@ -276,8 +283,9 @@ fn new_repo_spec_file_is_plain_text() {
 fn same_content_twice_is_one_file_with_count_two() {
     let env = World::new();
     let dir = env.new_repo("home");
-    // A small file (whole-buffer path) and a large one (streaming path,
-    // over the 1 MiB chunk), each stored twice from two different files.
+    // A small file (whole-buffer path, packed) and a large one (streaming
+    // path, over the 1 MiB chunk, a loose file), each stored twice from two
+    // different files.
     let small = text(5000, 1);
     let large = text(2_500_000, 2);
     let a = env.write_src("a", &small);
@@ -288,37 +296,76 @@ fn same_content_twice_is_one_file_with_count_two() {
     assert_eq!(t[0], t[1]);
     assert_eq!(t[2], t[3]);
     assert_ne!(t[0], t[2]);
-
     for (token, data) in [(t[0], &small), (t[2], &large)] {
         // The token is the BLAKE3 of the content.
         assert_eq!(token.to_hex(), blake3::hash(data).to_hex().as_str());
-        let hex = token.to_hex();
-        // Exactly one file for this token in its fan-out dir, gzipped.
-        let entries: Vec<String> = fan_out_entries(&dir, &token)
-            .into_iter()
-            .filter(|n| n.starts_with(&hex[..2]) && n.len() >= 64)
-            .collect();
-        assert_eq!(entries, [format!("{hex}.gz")]);
-        let gz = gz_path(&dir, &token);
-        assert_eq!(&gunzip_file(&gz), data, "zcat of the content file");
         assert_eq!(&read_back(&dir, &token), data);
-
-        let items = items(&env, "home");
-        let item = items.iter().find(|i| i.token == hex).unwrap();
+        let item = items(&env, "home")
+            .into_iter()
+            .find(|i| i.token == token.to_hex())
+            .unwrap();
         assert_eq!(item.refs, 2);
         assert_eq!(item.size, data.len() as u64);
-        assert_eq!(item.stored, fs::metadata(&gz).unwrap().len());
         assert!(item.stored < item.size);
         assert_eq!(item.form, "gzip");
     }
+
+    // The small one: one deflate entry named by its token in one pack,
+    // which stock tools read.
+    let pack = lib_api::pack_of(&dir, &t[0]).expect("small content is packed");
+    assert_eq!(packs(&dir), std::slice::from_ref(&pack));
+    let entries: Vec<ZipEntry> = zip_entries(&pack)
+        .into_iter()
+        .map(|e| ZipEntry {
+            data_offset: 0,
+            ..e
+        })
+        .collect();
+    let small_item = items(&env, "home")
+        .into_iter()
+        .find(|i| i.token == t[0].to_hex())
+        .unwrap();
+    assert_eq!(
+        entries,
+        [ZipEntry {
+            name: t[0].to_hex(),
+            method: "deflated".into(),
+            compressed: small_item.stored,
+            size: small.len() as u64,
+            data_offset: 0,
+        }]
+    );
+    assert_eq!(
+        unzip_entry(&pack, &t[0].to_hex()),
+        small,
+        "unzip -p of the pack"
+    );
+    assert!(!gz_path(&dir, &t[0]).exists() && !plain_path(&dir, &t[0]).exists());
+
+    // The large one: exactly one file for its token in its fan-out dir,
+    // gzipped.
+    let hex = t[2].to_hex();
+    assert_eq!(lib_api::pack_of(&dir, &t[2]), None);
+    let entries: Vec<String> = fan_out_entries(&dir, &t[2])
+        .into_iter()
+        .filter(|n| n.starts_with(&hex[..2]) && n.len() >= 64)
+        .collect();
+    assert_eq!(entries, [format!("{hex}.gz")]);
+    let gz = gz_path(&dir, &t[2]);
+    assert_eq!(gunzip_file(&gz), large, "zcat of the content file");
+    let large_item = items(&env, "home")
+        .into_iter()
+        .find(|i| i.token == hex)
+        .unwrap();
+    assert_eq!(large_item.stored, fs::metadata(&gz).unwrap().len());
     assert_eq!(items(&env, "home").len(), 2);
-    // The fan-out dirs hold nothing but these content files.
+    // The fan-out dirs hold nothing but the large content file.
     let all_files: Vec<PathBuf> = fs_state(&dir.join("content"))
         .into_iter()
         .filter(|(_, n)| matches!(n, State::File(..)))
         .map(|(p, _)| p)
         .collect();
-    assert_eq!(all_files.len(), 2, "{all_files:?}");
+    assert_eq!(all_files, [gz.strip_prefix(dir.join("content")).unwrap()]);
 
     let (referenced, unreferenced) = stats(&env, "home");
     assert_eq!(referenced.items, 2);
@@ -335,65 +382,127 @@ fn uncompressed_repo_stores_plain_files() {
     let env = World::new();
     let dir = env.new_repo_with("raw", &["-U"]);
     let data = text(20_000, 3);
+    let large = text(700_000, 4);
     let a = env.write_src("a", &data);
-    let t = lib_api::store(&dir, &[&a])[0];
-    assert_eq!(fs::read(plain_path(&dir, &t)).unwrap(), data);
-    assert!(!gz_path(&dir, &t).exists());
+    let b = env.write_src("b", &large);
+    let t = lib_api::store(&dir, &[&a, &b]);
+    // Small: a stored (uncompressed) pack entry.
+    let pack = lib_api::pack_of(&dir, &t[0]).expect("packed");
+    let entries = zip_entries(&pack);
+    assert_eq!(
+        entries,
+        [ZipEntry {
+            name: t[0].to_hex(),
+            method: "stored".into(),
+            compressed: 20_000,
+            size: 20_000,
+            data_offset: entries[0].data_offset,
+        }]
+    );
+    // A stored entry is the bytes themselves, at its data offset.
+    let raw = fs::read(&pack).unwrap();
+    let at = entries[0].data_offset as usize;
+    assert_eq!(&raw[at..at + 20_000], &data[..]);
+    assert_eq!(unzip_entry(&pack, &t[0].to_hex()), data);
+    // Large: a plain loose file.
+    assert_eq!(fs::read(plain_path(&dir, &t[1])).unwrap(), large);
+    assert!(!gz_path(&dir, &t[1]).exists());
     let items = items(&env, "raw");
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0].form, "plain");
-    assert_eq!(items[0].size, 20_000);
-    assert_eq!(items[0].stored, 20_000);
+    assert_eq!(items.len(), 2);
+    for (item, size) in items.iter().map(|i| {
+        let size = if i.token == t[0].to_hex() {
+            20_000
+        } else {
+            700_000
+        };
+        (i, size)
+    }) {
+        assert_eq!(item.form, "plain");
+        assert_eq!((item.size, item.stored), (size, size));
+    }
 }
 
 #[test]
 fn release_then_prune_removes_content() {
     let env = World::new();
     let dir = env.new_repo("home");
-    let gone = text(5000, 4);
+    // Gone: a loose file and most of a pack; kept: the rest of that pack.
+    let gone_loose = text(800_000, 4);
+    let gone_packed = text(100_000, 14);
     let kept = text(7000, 5);
-    let a = env.write_src("a", &gone);
-    let b = env.write_src("b", &kept);
-    let t = lib_api::store(&dir, &[&a, &b]);
+    let files = [
+        env.write_src("a", &gone_loose),
+        env.write_src("b", &gone_packed),
+        env.write_src("c", &kept),
+    ];
+    let t = lib_api::store(&dir, &[&files[0], &files[1], &files[2]]);
     let gone_file = gz_path(&dir, &t[0]);
-    let stored = fs::metadata(&gone_file).unwrap().len();
+    let old_pack = lib_api::pack_of(&dir, &t[1]).unwrap();
+    assert_eq!(lib_api::pack_of(&dir, &t[2]), Some(old_pack.clone()));
+    let loose_size = fs::metadata(&gone_file).unwrap().len();
+    let old_pack_size = fs::metadata(&old_pack).unwrap().len();
+    let stored_gone = lib_api::stored_size(&dir, &t[0]) + lib_api::stored_size(&dir, &t[1]);
 
-    assert_eq!(lib_api::release(&dir, &t[..1]), 0);
+    assert_eq!(lib_api::release(&dir, &t[..2]), 0);
     let (referenced, unreferenced) = stats(&env, "home");
     assert_eq!((referenced.items, referenced.references), (1, 1));
-    assert_eq!(unreferenced.items, 1);
-    assert_eq!(unreferenced.content, human(5000));
-    assert_eq!(unreferenced.stored, human(stored));
-    assert!(gone_file.exists(), "release alone removes nothing");
+    assert_eq!(unreferenced.items, 2);
+    assert_eq!(unreferenced.content, human(900_000));
+    assert_eq!(unreferenced.stored, human(stored_gone));
+    assert!(
+        gone_file.exists() && old_pack.exists(),
+        "release alone removes nothing"
+    );
 
     let out = env.ok(&["prune", "-R", "home"]);
+    // The pack was mostly dead: its live item moved to a new pack.
+    let new_pack = lib_api::pack_of(&dir, &t[2]).unwrap();
+    assert_ne!(new_pack, old_pack);
+    assert_eq!(packs(&dir), std::slice::from_ref(&new_pack));
+    let freed = loose_size + old_pack_size - fs::metadata(&new_pack).unwrap().len();
     assert_eq!(
         out,
         format!(
-            "Removed 1 unreferenced content items: {} of content, {} freed on disk.\n",
-            human(5000),
-            human(stored)
+            "Removed 2 unreferenced content items: {} of content, {} freed on disk.\n\
+             Packs: 0 removed, 1 rewritten (their live items copied into new packs).\n",
+            human(900_000),
+            human(freed)
         )
     );
-    assert!(!gone_file.exists());
+    assert!(!gone_file.exists() && !old_pack.exists());
     assert!(!plain_path(&dir, &t[0]).exists());
     assert!(
         !fan_out_entries(&dir, &t[0])
             .iter()
             .any(|n| n.starts_with(&t[0].to_hex()))
     );
-    assert_eq!(read_back(&dir, &t[1]), kept);
+    assert_eq!(read_back(&dir, &t[2]), kept);
+    assert_eq!(unzip_entry(&new_pack, &t[2].to_hex()), kept);
+    assert_eq!(
+        zip_entries(&new_pack).len(),
+        1,
+        "only the live item was copied"
+    );
     assert!(!dir.join("lock").exists(), "prune released its lock");
 
     let items = items(&env, "home");
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0].token, t[1].to_hex());
+    assert_eq!(items[0].token, t[2].to_hex());
     let (referenced, unreferenced) = stats(&env, "home");
     assert_eq!((referenced.items, referenced.references), (1, 1));
     assert_eq!(unreferenced, StatsRow::zero());
 
     assert_eq!(env.ok(&["prune", "-R", "home"]), "Nothing to do.\n");
     assert_eq!(env.ok(&["prune", "--repo", "home"]), "Nothing to do.\n");
+
+    // Releasing the last item leaves a dead pack: removed whole.
+    lib_api::release(&dir, &t[2..]);
+    let out = env.ok(&["prune", "-R", "home"]);
+    assert!(
+        out.ends_with("Packs: 1 removed, 0 rewritten (their live items copied into new packs).\n"),
+        "{out}"
+    );
+    assert_eq!(packs(&dir), Vec::<PathBuf>::new());
 }
 
 #[test]
@@ -411,32 +520,53 @@ fn compress_and_uncompress_keep_reads_exact() {
     let t = lib_api::store(&dir, &[&files[0], &files[1], &files[2]]);
     let datas = [&small, &large, &random];
     let plain_total = (small.len() + large.len()) as u64;
+    let old_pack = lib_api::pack_of(&dir, &t[0]).unwrap();
 
     let out = env.ok(&["compress", "-R", "raw"]);
-    let gz_total: u64 = t[..2]
-        .iter()
-        .map(|t| fs::metadata(gz_path(&dir, t)).unwrap().len())
-        .sum();
+    let gz_total =
+        lib_api::stored_size(&dir, &t[0]) + fs::metadata(gz_path(&dir, &t[1])).unwrap().len();
+    assert_eq!(
+        gz_total,
+        lib_api::stored_size(&dir, &t[0]) + lib_api::stored_size(&dir, &t[1])
+    );
     assert!(gz_total < plain_total);
     assert_eq!(
         out,
         format!(
             "Compressed 2 content items: {} -> {} on disk ({} saved).\n\
-             1 items did not shrink and stay uncompressed.\n",
+             1 items did not shrink and stay uncompressed.\n\
+             Rewrote 1 packs.\n",
             human(plain_total),
             human(gz_total),
             human(plain_total - gz_total)
         )
     );
+    // The pack holding the small item was rewritten: the small item is a
+    // deflate entry now, the random one still stored.
+    let pack = lib_api::pack_of(&dir, &t[0]).unwrap();
+    assert_ne!(pack, old_pack);
+    assert!(!old_pack.exists());
+    assert_eq!(lib_api::pack_of(&dir, &t[2]), Some(pack.clone()));
+    let methods: Vec<(String, String)> = zip_entries(&pack)
+        .into_iter()
+        .map(|e| (e.name, e.method))
+        .collect();
+    assert!(
+        methods.contains(&(t[0].to_hex(), "deflated".into())),
+        "{methods:?}"
+    );
+    assert!(
+        methods.contains(&(t[2].to_hex(), "stored".into())),
+        "{methods:?}"
+    );
     for (i, token) in t.iter().enumerate() {
         assert_eq!(&read_back(&dir, token), datas[i], "item {i} after compress");
-        let compressed = i < 2;
-        assert_eq!(gz_path(&dir, token).exists(), compressed, "item {i}");
-        assert_eq!(plain_path(&dir, token).exists(), !compressed, "item {i}");
-        if compressed {
-            assert_eq!(&gunzip_file(&gz_path(&dir, token)), datas[i]);
+        if i != 1 {
+            assert_eq!(&unzip_entry(&pack, &token.to_hex()), datas[i]);
         }
     }
+    assert!(!plain_path(&dir, &t[1]).exists());
+    assert_eq!(gunzip_file(&gz_path(&dir, &t[1])), large);
     let forms: Vec<(String, String)> = items(&env, "raw")
         .into_iter()
         .map(|i| (i.token, i.form))
@@ -448,22 +578,26 @@ fn compress_and_uncompress_keep_reads_exact() {
             "{forms:?}"
         );
     }
-    // The random item is still not worth compressing.
+    // The random item is still not worth compressing (and its pack is
+    // not rewritten for nothing).
     assert_eq!(
         env.ok(&["compress", "-R", "raw"]),
         "Nothing to do.\n1 items did not shrink and stay uncompressed.\n"
     );
+    assert!(pack.exists());
 
     let out = env.ok(&["compress", "-U", "-R", "raw"]);
     assert_eq!(
         out,
         format!(
-            "Uncompressed 2 content items: {} -> {} on disk ({} added).\n",
+            "Uncompressed 2 content items: {} -> {} on disk ({} added).\n\
+             Rewrote 1 packs.\n",
             human(gz_total),
             human(plain_total),
             human(plain_total - gz_total)
         )
     );
+    let pack = lib_api::pack_of(&dir, &t[0]).unwrap();
     for (i, token) in t.iter().enumerate() {
         assert_eq!(
             &read_back(&dir, token),
@@ -471,8 +605,9 @@ fn compress_and_uncompress_keep_reads_exact() {
             "item {i} after uncompress"
         );
         assert!(!gz_path(&dir, token).exists(), "item {i}");
-        assert_eq!(&fs::read(plain_path(&dir, token)).unwrap(), datas[i]);
     }
+    assert_eq!(&fs::read(plain_path(&dir, &t[1])).unwrap(), &large);
+    assert!(zip_entries(&pack).iter().all(|e| e.method == "stored"));
     assert!(
         items(&env, "raw")
             .iter()
@@ -631,8 +766,8 @@ fn corrupt_format_file_is_reported_and_left_alone() {
         ("empty", b"", "first line"),
         (
             "future",
-            b"epygibus repository\nformat = 2\nhash = blake3\ncompression = gzip\n",
-            "format 2 is not supported",
+            b"epygibus repository\nformat = 3\nhash = blake3\ncompression = gzip\n",
+            "format 3 is not supported",
         ),
     ];
     for (what, bytes, reason) in variants {

@@ -1514,18 +1514,17 @@ fn missing_content_file_restores_the_rest_and_exits_3() {
     fs::create_dir_all(tree.join("sub")).unwrap();
     fs::write(tree.join("a.txt"), b"aaa\n").unwrap();
     fs::write(tree.join("sub/b.txt"), b"bbb\n").unwrap();
-    fs::write(
-        tree.join("sub/lost.txt"),
-        b"only this file has this content\n",
-    )
-    .unwrap();
+    // Large enough to be a loose file of its own (small content is packed:
+    // see missing_or_damaged_pack_restores_the_rest_and_exits_3).
+    let lost_content = b"only this file has this content\n".repeat(20_000);
+    fs::write(tree.join("sub/lost.txt"), &lost_content).unwrap();
     fs::write(tree.join("z.bin"), noise(300_000, 5)).unwrap();
     symlink("sub/b.txt", tree.join("link")).unwrap();
     let expected = listing_with_atimes(&tree);
     let a = make_archive(&env, &tree, &[], &[]);
     bu(&env);
 
-    let token = ContentToken::of(b"only this file has this content\n").to_hex();
+    let token = ContentToken::of(&lost_content).to_hex();
     let fan = a.repo_dir.join("content").join(&token[..2]);
     let stored: Vec<PathBuf> = fs::read_dir(&fan)
         .unwrap()
@@ -1582,6 +1581,122 @@ fn missing_content_file_restores_the_rest_and_exits_3() {
         .code(3);
     assert!(!lost.exists());
     assert_no_temp_files(&tree);
+}
+
+#[test]
+fn missing_or_damaged_pack_restores_the_rest_and_exits_3() {
+    let env = world();
+    let tree = env.src().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    for i in 0..6u64 {
+        fs::write(
+            tree.join(format!("sub/f{i}.txt")),
+            text(4000 + 1000 * i as usize, i),
+        )
+        .unwrap();
+    }
+    fs::write(tree.join("big.bin"), noise(700_000, 9)).unwrap();
+    let expected = listing_with_atimes(&tree);
+    let a = make_archive(&env, &tree, &[], &[]);
+    bu(&env);
+    let packs = crate::world::packs::packs(&a.repo_dir);
+    assert_eq!(packs.len(), 1, "the small files share one pack");
+    let pack = &packs[0];
+    let pack_name = pack.display().to_string();
+    let good = fs::read(pack).unwrap();
+    let entries = crate::world::packs::zip_entries(pack);
+    let token_of = |i: u64| ContentToken::of(&text(4000 + 1000 * i as usize, i)).to_hex();
+    let entry_of = |i: u64| {
+        entries
+            .iter()
+            .find(|e| e.name == token_of(i))
+            .unwrap()
+            .clone()
+    };
+
+    // Restores everything and checks: exit 3 naming exactly the `lost`
+    // files (and the pack), everything else exact.
+    let restore_expecting = |lost: &[u64], what: &str| {
+        remove_tree(&tree);
+        let run = env.run(&args!["restore", "-A", "a", "--all"]);
+        let mut want = expected.clone();
+        if lost.is_empty() {
+            assert_eq!(run.code, Some(0), "{what}: {}", run.describe());
+        } else {
+            assert_eq!(run.code, Some(3), "{what}: {}", run.describe());
+            assert!(
+                run.stderr.contains(&pack_name),
+                "{what}: {}",
+                run.describe()
+            );
+        }
+        for i in lost {
+            let path = tree.join(format!("sub/f{i}.txt"));
+            assert!(
+                run.stderr.contains(&path.display().to_string()),
+                "{what}: {}",
+                run.describe()
+            );
+            want.remove(&PathBuf::from(format!("sub/f{i}.txt")));
+        }
+        assert_same_listing(&want, &listing_with_atimes(&tree), what);
+        assert_no_temp_files(&tree);
+    };
+
+    // One entry's bytes damaged: only its file is skipped.
+    let mut bytes = good.clone();
+    let e = entry_of(2);
+    bytes[e.data_offset as usize + e.compressed as usize / 2] ^= 0x5a;
+    fs::write(pack, &bytes).unwrap();
+    restore_expecting(&[2], "a damaged entry");
+    let check = env.run(&args!["check", "-R", "r", "--read-data"]).code(4);
+    assert!(
+        check.stdout.contains(&format!(
+            "pack {pack_name}: entry {} is damaged",
+            token_of(2)
+        )),
+        "{}",
+        check.describe()
+    );
+
+    // The table of contents damaged: restores read entries by offset,
+    // so everything restores; check names the pack.
+    let mut bytes = good.clone();
+    let len = bytes.len();
+    bytes[len - 22..len - 18].copy_from_slice(b"XXXX");
+    fs::write(pack, &bytes).unwrap();
+    restore_expecting(&[], "a damaged table of contents");
+    let check = env.run(&args!["check", "-R", "r", "--read-data"]).code(4);
+    assert!(
+        check
+            .stdout
+            .contains(&format!("pack {pack_name} is damaged")),
+        "{}",
+        check.describe()
+    );
+
+    // Truncated in the middle: the entries beyond the cut are skipped.
+    let cut = entry_of(3).data_offset as usize + 10;
+    fs::write(pack, &good[..cut]).unwrap();
+    let beyond: Vec<u64> = (0..6)
+        .filter(|i| {
+            let e = entry_of(*i);
+            e.data_offset + e.compressed > cut as u64
+        })
+        .collect();
+    assert!(beyond.contains(&3) && beyond.len() < 6, "{beyond:?}");
+    restore_expecting(&beyond, "a truncated pack");
+
+    // The pack gone: every packed file is skipped, the loose one restored.
+    fs::remove_file(pack).unwrap();
+    restore_expecting(&[0, 1, 2, 3, 4, 5], "a missing pack");
+    let check = env.run(&args!["check", "-R", "r"]).code(4);
+    assert!(check.stdout.contains(&pack_name), "{}", check.describe());
+
+    // Put back, all is well again.
+    fs::write(pack, &good).unwrap();
+    restore_expecting(&[], "the pack put back");
+    env.ok(&["check", "-R", "r", "--read-data"]);
 }
 
 /// Unmounts on drop (also when the test fails).

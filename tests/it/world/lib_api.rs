@@ -108,3 +108,18 @@ pub fn release(repo: &Path, tokens: &[ContentToken]) -> u64 {
     r.commit().unwrap();
     n
 }
+
+/// The pack file holding the item, or None when it is a loose file.
+pub fn pack_of(repo: &Path, token: &ContentToken) -> Option<PathBuf> {
+    let r = open_read_only(repo);
+    let entry = r
+        .items()
+        .into_iter()
+        .find(|(t, _)| t == token)
+        .unwrap_or_else(|| panic!("{} is not in {}", token.to_hex(), repo.display()))
+        .1;
+    r.pack_of(&entry).map(|p| {
+        repo.join(epygibus::content::PACK_DIR)
+            .join(format!("{p}.zip"))
+    })
+}

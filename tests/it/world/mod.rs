@@ -18,6 +18,7 @@ pub mod data;
 pub mod files;
 pub mod lib_api;
 mod machine;
+pub mod packs;
 pub mod rigs;
 mod run;
 pub mod snapshot;
