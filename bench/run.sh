@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# bench/run.sh [small|full|both] [WORKROOT] -- build the release binary and time it against restic and
-# borg with ../shared/bench/compare.sh on the small and/or full corpus; prints compare.sh's Markdown tables
-# (wall time, CPU, peak RSS, repository size, ratio to restic from the same run, restore verification).
+# bench/run.sh [small|full|both|smb] [WORKROOT] -- build the release binary and time it against restic and
+# borg from the same run, printing the shared scripts' Markdown tables (wall time, CPU, peak RSS, repository
+# size, ratio to restic, restore verification):
+#   small|full|both  ../shared/bench/compare.sh on the small and/or full corpus, everything on local disk;
+#   smb              ../shared/bench/compare-smb.sh on the small corpus with the repositories on the SMB rig
+#                    (real Samba + smbnetfs; needs root), sources and restore targets on local disk; also
+#                    the share's file count and bytes after the first backup.
 # Needs restic, borg and /usr/bin/time: `apt-get install restic borgbackup time` (as root), or pass
 # COMPARE_FLAGS=--install. Corpora are built once under WORKROOT (default /var/tmp/epygibus-bench).
+# SMB_RUNS sets the runs per tool of the smb scenario (default 2).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -11,7 +16,8 @@ SHARED=${EPYGIBUS_SHARED:-$ROOT/../shared}
 WHICH=${1:-small}
 WORKROOT=${2:-/var/tmp/epygibus-bench}
 [ -x "$SHARED/bench/compare.sh" ] || { echo "bench/run.sh: $SHARED/bench/compare.sh not found (set EPYGIBUS_SHARED)" >&2; exit 1; }
-case "$WHICH" in small|full) CLASSES=$WHICH ;; both) CLASSES="small full" ;; *) echo "usage: bench/run.sh [small|full|both] [WORKROOT]" >&2; exit 2 ;; esac
+case "$WHICH" in small|full) CLASSES=$WHICH ;; both) CLASSES="small full" ;; smb) CLASSES=small ;;
+  *) echo "usage: bench/run.sh [small|full|both|smb] [WORKROOT]" >&2; exit 2 ;; esac
 
 (cd "$ROOT" && cargo build --release --quiet)
 export EPYGIBUS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/epygibus"
@@ -19,11 +25,20 @@ mkdir -p "$WORKROOT"
 for class in $CLASSES; do
   corpus="$WORKROOT/corpus-$class"
   [ -d "$corpus" ] || "$SHARED/bench/make-corpus.sh" "$corpus" "$class" >&2
-  work="$WORKROOT/work-$class"
+  work="$WORKROOT/work-$WHICH-$class"
   rm -rf "$work"
-  echo "## $class corpus ($(du -sh "$corpus" | cut -f1))"
+  echo "## $class corpus ($(du -sh "$corpus" | cut -f1), $(find "$corpus" -type f | wc -l) files)"
   echo
-  # shellcheck disable=SC2086
-  "$SHARED/bench/compare.sh" ${COMPARE_FLAGS:-} --tools "${TOOLS:-restic borg epygibus-new}" "$corpus" "$work"
+  if [ "$WHICH" = smb ]; then
+    echo "Repository on the SMB rig (compare-smb.sh, ${SMB_RUNS:-2} runs per tool):"
+    echo
+    "$SHARED/bench/compare-smb.sh" --runs "${SMB_RUNS:-2}" --tools "${TOOLS:-restic epygibus-new}" "$corpus" "$work"
+    echo
+    # The share is gone with the rig; the first backup's repository files were counted by the script.
+    [ -f "$work/smb-files.tsv" ] && { echo "Files in each tool's repository on the share (per run):"; sed 's/^/    /' "$work/smb-files.tsv"; }
+  else
+    # shellcheck disable=SC2086
+    "$SHARED/bench/compare.sh" ${COMPARE_FLAGS:-} --tools "${TOOLS:-restic borg epygibus-new}" "$corpus" "$work"
+  fi
   echo
 done
