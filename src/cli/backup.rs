@@ -11,6 +11,7 @@ use crate::clock::human_duration;
 use crate::ops::backup::{self, BackupOptions};
 use crate::ops::housekeeping::{self, DeleteOptions, Doomed, SnapshotCompress};
 use crate::ops::source::Source;
+use crate::snapshot::forget::{BackupTime, ParseTimeError, Zone, parse_backup_time};
 use crate::snapshot::generate::ProblemKind;
 use crate::snapshot::{self, BackupReport};
 use serde_json::{Value, json};
@@ -39,6 +40,16 @@ pub struct BuArgs {
     /// With --stats: print one JSON document instead (docs/json.md).
     #[arg(long, requires = "stats")]
     json: bool,
+    /// Record the snapshot as taken at this local time, "YYYY-MM-DD
+    /// HH:MM:SS" (for imports, or to try retention rules); which files
+    /// changed is still judged by the real clock.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    time: Option<BackupTime>,
+}
+
+/// `--time` in the system's zone (TZ, else /etc/localtime).
+fn parse_time(text: &str) -> Result<BackupTime, ParseTimeError> {
+    parse_backup_time(text, &Zone::system())
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +129,7 @@ fn bu_one(
             None
         },
         force_read: args.force_read,
+        time: args.time,
     };
     let bar = super::progress::Bar::new(args.quiet);
     let report = backup::backup(ctx, archive, options, command, &bar)?;

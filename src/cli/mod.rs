@@ -24,6 +24,7 @@ mod archive;
 mod attach;
 mod backup;
 mod check;
+mod forget;
 mod output;
 mod progress;
 mod repo;
@@ -127,8 +128,35 @@ enum Command {
     Lss(backup::LssArgs),
     /// Delete a snapshot (the oldest by default) and release its content.
     ///
-    /// Example: epygibus del -A docs --back=-1
+    /// With --force, a snapshot that cannot be read is set aside instead
+    /// (renamed to <name>.damaged, never deleted); its content keeps its
+    /// counts until `check -R NAME --repair --lower-counts`.
+    ///
+    /// Examples: epygibus del -A docs --back=-1; epygibus del -A docs --snapshot 2024-05-01-22-00-03 --force
     Del(backup::DelArgs),
+    /// Remove the snapshots a retention policy does not keep.
+    ///
+    /// restic's rules: snapshots newest first; --keep-last N keeps the N
+    /// newest; --keep-daily N keeps the newest snapshot of each of the N
+    /// most recent days that have one (hourly, weekly, monthly, yearly
+    /// alike; a rule with count left keeps the oldest snapshot too);
+    /// --keep-within D keeps all newer than the newest minus D. A snapshot
+    /// stays if any rule keeps it. Days and hours are those of the local
+    /// time each snapshot was taken in (--utc: UTC). Without rules, the
+    /// archive's stored policy (see `policy`) applies. A policy that would
+    /// remove every snapshot is refused.
+    ///
+    /// Examples: epygibus forget -A docs --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run;
+    /// epygibus forget -A docs -A photos --prune (stored policies)
+    Forget(forget::ForgetArgs),
+    /// Show, set or clear the retention policy stored in an archive's spec.
+    ///
+    /// `forget -A NAME` without rules applies it, and scheduled runs
+    /// (`schedule`) do after each backup. Setting replaces all rules.
+    ///
+    /// Examples: epygibus policy -A docs --keep-daily 7 --keep-weekly 4 --keep-monthly unlimited;
+    /// epygibus policy -A docs; epygibus policy -A docs --clear
+    Policy(forget::PolicyCmdArgs),
     /// Put files back at their original paths from a snapshot.
     ///
     /// A file whose content already matches is left alone; a different one
@@ -272,6 +300,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bu(a) => backup::bu(&ctx, a, &command_line),
         Command::Lss(a) => backup::lss(&ctx, a),
         Command::Del(a) => backup::del(&ctx, a, &command_line),
+        Command::Forget(a) => forget::forget(&ctx, a, &command_line),
+        Command::Policy(a) => forget::policy(&ctx, a),
         Command::Restore(a) => restore::restore(&ctx, a, &command_line),
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
@@ -298,7 +328,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Setting up",
         &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
     ),
-    ("Backing up", &["bu", "lss", "del"]),
+    ("Backing up", &["bu", "lss", "del", "forget", "policy"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
     (
         "Housekeeping",

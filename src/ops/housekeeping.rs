@@ -45,7 +45,7 @@ pub fn registered(repo: &Repository) -> Result<Registered> {
         };
         out.shared |= reg.is_other_host(&host);
         let relative = match (&repo_dir, &reg.relative) {
-            (Some(d), Some(r)) => Some(d.join(r)),
+            (Some(d), Some(r)) => Some(crate::fsio::clean_path(&d.join(r))),
             _ => None,
         };
         let dir = match relative {

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod attach;
 pub mod backup;
 pub mod check;
+pub mod forget;
 pub mod housekeeping;
 pub mod restore;
 pub mod source;
@@ -20,6 +21,7 @@ use crate::config::{ConfigError, Name};
 use crate::content::{Access, ContentError, LockHolder, LockWait, Repository};
 use crate::setup::SetupError;
 use crate::snapshot::ArchiveError;
+use crate::snapshot::forget::PolicyError;
 use crate::snapshot::format::SnapshotError;
 use crate::snapshot::retrieve::RetrieveError;
 use crate::snapshot::spec::SpecError;
@@ -47,6 +49,12 @@ pub enum OpError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(
+        "archive `{0}` stores no retention policy and no --keep-* rule was given: give rules (e.g. --keep-daily 7 --keep-weekly 4), or store them with `epygibus policy -A {0} --keep-daily 7 --keep-weekly 4`"
+    )]
+    NoPolicy(Name),
     #[error(
         "archive `{name}` is attached read-only: it was made by {made_by}. To continue its series from this machine, run `epygibus attach --location={location} -A {name} --adopt`; to back this machine up separately, create an archive of its own with `epygibus new`"
     )]

@@ -194,7 +194,7 @@ impl Source {
 /// The repository a snapshot names: first relative to the snapshot
 /// directory (the disk may be mounted elsewhere now), then its old path.
 pub fn find_repo(snapshot_dir: &Path, repo: &RepoRef) -> Result<PathBuf> {
-    let relative = snapshot_dir.join(OsStr::from_bytes(&repo.relative));
+    let relative = crate::fsio::clean_path(&snapshot_dir.join(OsStr::from_bytes(&repo.relative)));
     let absolute = PathBuf::from(OsStr::from_bytes(&repo.path));
     for candidate in [relative, absolute.clone()] {
         if candidate.join("format").is_file() {
