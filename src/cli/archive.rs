@@ -271,6 +271,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
                 Ok(None) => Value::Null,
                 Err(e) => json!({ "error": e.to_string() }),
             },
+            "set_aside": crate::snapshot::damaged::list_set_aside(store).unwrap_or_default(),
             "snapshots": names.iter().map(|n| snapshot_json(store, n, true)).collect::<Vec<_>>(),
         }));
         return Ok(EXIT_OK);
@@ -315,6 +316,13 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
             for g in globs {
                 outln!("  {g}");
             }
+        }
+    }
+    let set_aside = crate::snapshot::damaged::list_set_aside(store).unwrap_or_default();
+    if !set_aside.is_empty() {
+        outln!("Set aside (damaged, kept as they are):");
+        for f in &set_aside {
+            outln!("  {f}");
         }
     }
     outln!("Snapshots: {}", names.len());

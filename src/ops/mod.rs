@@ -79,10 +79,24 @@ pub enum OpError {
     #[error("{}; nothing was changed", .0.join("; "))]
     AttachRefused(Vec<String>),
     #[error(
-        "nothing was pruned, because not every snapshot using the repository could be read: {}",
-        .0.join("; ")
+        "nothing was pruned, because not every snapshot using the repository could be read: {}{hint}",
+        .why.join("; ")
     )]
-    PruneIncomplete(Vec<String>),
+    PruneIncomplete {
+        why: Vec<String>,
+        /// The way out, from `; ` on (empty when there is none to name).
+        hint: String,
+    },
+    #[error(
+        "{reason}; to set it aside (renamed to <name>.damaged and kept) run `epygibus del -A {archive} --snapshot {stamp} --force`, or `epygibus check -A {archive} --repair`, which also salvages what can still be read"
+    )]
+    DamagedSnapshot {
+        archive: Name,
+        stamp: String,
+        reason: String,
+    },
+    #[error("archive `{archive}` has no snapshot {stamp} (see `epygibus lss -A {archive}`)")]
+    NoSuchSnapshot { archive: Name, stamp: String },
     #[error(
         "refusing to lower counts: some registered snapshot directories or snapshots could not be read (listed below with a plain check)"
     )]

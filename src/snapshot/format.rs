@@ -16,7 +16,7 @@ use super::model::{DirNode, TreeCounts};
 use crate::clock::Civil;
 use crate::store::{Committed, Store, StoreError};
 
-const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
+pub(super) const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
 const GZ_SUFFIX: &str = ".gz";
 /// libdeflate level for snapshot files: snapshots are rewritten on every
 /// backup, so speed matters more than the last few percent.
@@ -347,21 +347,22 @@ pub fn remove_snapshot_files(dir: &dyn Store, name: &SnapshotName) -> Result<()>
 /// Checks that a snapshot file is whole without decoding its tree: the
 /// gzip stream (if any) ends properly, the header decodes, and the tree
 /// bytes match their checksum. A tree that passes was written by
-/// [`encode`], so it decodes (`lss` marks snapshots that fail).
-pub fn verify(dir: &dyn Store, name: &SnapshotName) -> Result<()> {
+/// [`encode`], so it decodes (`lss` marks snapshots that fail). Returns
+/// the header.
+pub fn verify(dir: &dyn Store, name: &SnapshotName) -> Result<Header> {
     let bytes = read_plain_bytes(dir, name)?;
     let place = || dir.place(&name.file_name());
     let mut rest = bytes
         .strip_prefix(MAGIC)
         .ok_or_else(|| corrupt(&place(), "it does not start with the snapshot header"))?;
-    rmp_serde::from_read::<_, Header>(&mut rest)
+    let header: Header = rmp_serde::from_read(&mut rest)
         .map_err(|e| corrupt(&place(), format!("bad header: {e}")))?;
     let tree = read_bin(&mut rest).map_err(|e| corrupt(&place(), format!("bad tree: {e}")))?;
     let sum = read_bin(&mut rest).map_err(|e| corrupt(&place(), format!("bad checksum: {e}")))?;
     if blake3::hash(tree).as_bytes()[..] != sum[..] {
         return Err(corrupt(&place(), "its checksum does not match its tree"));
     }
-    Ok(())
+    Ok(header)
 }
 
 /// Size of a snapshot file.

@@ -4,6 +4,7 @@
 //! content file.
 
 pub mod change;
+pub mod damaged;
 pub mod diff;
 pub mod exclude;
 pub mod find;
