@@ -146,7 +146,7 @@ pub fn salvage(
     // the references stay (too high is safe, too low is not).
     counted.snapshot_written()?;
     Ok(Some(Salvaged {
-        name: written.map_err(SnapshotError::from)?,
+        name: written?,
         entries,
         dropped_files,
     }))
