@@ -29,6 +29,7 @@ mod output;
 mod progress;
 mod repo;
 mod restore;
+mod schedule;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -157,6 +158,20 @@ enum Command {
     /// Examples: epygibus policy -A docs --keep-daily 7 --keep-weekly 4 --keep-monthly unlimited;
     /// epygibus policy -A docs; epygibus policy -A docs --clear
     Policy(forget::PolicyCmdArgs),
+    /// Run backups by themselves: a systemd user timer (or a crontab line).
+    ///
+    /// Writes epygibus-NAME.timer and .service to the user's systemd
+    /// directory ($XDG_CONFIG_HOME/systemd/user, else
+    /// ~/.config/systemd/user): `bu` for the archives, then `forget` by
+    /// their stored policies (see `policy`). Runs missed while the machine
+    /// was off happen when it is next up. Nothing is enabled: the command
+    /// to start the timer is printed. Where systemd does not run, a
+    /// crontab line is printed instead.
+    ///
+    /// Examples: epygibus schedule -A docs -A photos --daily;
+    /// epygibus schedule -A docs --at "Mon..Fri 22:00" --name weeknights --prune;
+    /// epygibus schedule --list; epygibus schedule --remove docs
+    Schedule(schedule::ScheduleArgs),
     /// Put files back at their original paths from a snapshot.
     ///
     /// A file whose content already matches is left alone; a different one
@@ -302,6 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Del(a) => backup::del(&ctx, a, &command_line),
         Command::Forget(a) => forget::forget(&ctx, a, &command_line),
         Command::Policy(a) => forget::policy(&ctx, a),
+        Command::Schedule(a) => schedule::schedule(&ctx, a),
         Command::Restore(a) => restore::restore(&ctx, a, &command_line),
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
@@ -328,7 +344,10 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Setting up",
         &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
     ),
-    ("Backing up", &["bu", "lss", "del", "forget", "policy"]),
+    (
+        "Backing up",
+        &["bu", "lss", "del", "forget", "policy", "schedule"],
+    ),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
     (
         "Housekeeping",

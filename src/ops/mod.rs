@@ -12,6 +12,7 @@ pub mod check;
 pub mod forget;
 pub mod housekeeping;
 pub mod restore;
+pub mod schedule;
 pub mod source;
 
 use std::path::PathBuf;
