@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::output::{Table, print_json};
 use super::{Context, EXIT_OK};
-use crate::ops::schedule::{self, Scheduled, ScheduleRequest, Scheduler, When};
+use crate::ops::schedule::{self, ScheduleRequest, Scheduled, Scheduler, When};
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("when").args(["daily", "hourly", "at"])))]
@@ -107,9 +107,7 @@ pub fn schedule(ctx: &Context, args: ScheduleArgs) -> anyhow::Result<u8> {
                 "Schedule `{name}` runs `bu`, then `forget` by the stored policies; a run missed while the machine is off happens when it is next up."
             );
             outln!("Start it with: {enable}");
-            outln!(
-                "To have it run while you are not logged in: loginctl enable-linger \"$USER\""
-            );
+            outln!("To have it run while you are not logged in: loginctl enable-linger \"$USER\"");
             without_policy
         }
         Scheduled::Cron {

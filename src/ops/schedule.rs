@@ -363,9 +363,10 @@ fn cron_time(when: &When) -> Result<String> {
             } else {
                 let fields: Vec<&str> = s.split_whitespace().collect();
                 let ok = fields.len() == 5
-                    && fields
-                        .iter()
-                        .all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c)));
+                    && fields.iter().all(|f| {
+                        f.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))
+                    });
                 if !ok {
                     return Err(bad(s));
                 }
@@ -396,7 +397,12 @@ fn check_calendar(when: &When) -> Result<()> {
     {
         Ok(out) if !out.status.success() => {
             let err = String::from_utf8_lossy(&out.stderr);
-            Err(bad(err.lines().next().unwrap_or("refused").trim().to_owned()))
+            Err(bad(err
+                .lines()
+                .next()
+                .unwrap_or("refused")
+                .trim()
+                .to_owned()))
         }
         _ => Ok(()),
     }
@@ -529,7 +535,10 @@ mod tests {
     #[test]
     fn crontab_line_keeps_going_after_skipped_files_only() {
         let archives: Vec<Name> = vec!["docs".parse().unwrap(), "photos".parse().unwrap()];
-        let env = vec![("EPYGIBUS_CONFIG_DIR".to_owned(), "/home/me/my cfg".to_owned())];
+        let env = vec![(
+            "EPYGIBUS_CONFIG_DIR".to_owned(),
+            "/home/me/my cfg".to_owned(),
+        )];
         let job = Job {
             exe: Path::new("/opt/50%/epygibus"),
             archives: &archives,

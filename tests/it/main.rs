@@ -11,6 +11,7 @@ mod attach;
 mod backup_cli;
 mod concurrency;
 mod crash;
+mod forget_cli;
 mod house;
 mod repo_cli;
 mod restore_cli;
