@@ -19,7 +19,8 @@ pub struct CheckArgs {
     #[arg(long = "read-data", alias = "read_data")]
     read_data: bool,
     /// Raise counts that are too low, remove stale temp files and old
-    /// orphan content files.
+    /// orphan content files, and set damaged snapshots aside (renamed to
+    /// <name>.damaged, kept), salvaging what can still be read of each.
     #[arg(long)]
     repair: bool,
     /// With --repair -R: also lower counts that are too high. Only when

@@ -223,7 +223,8 @@ enum Command {
     Compress(repo::CompressArgs),
     /// Verify that all snapshot content is present and no count is too low.
     ///
-    /// --repair raises counts that are too low and removes leftovers.
+    /// --repair raises counts that are too low, removes leftovers and sets
+    /// snapshots that cannot be read aside, so prune works again.
     ///
     /// Exit status 0 when all is well, 4 when problems were found.
     ///
