@@ -48,14 +48,16 @@ pub fn check(
     req: CheckRequest,
     command: &str,
 ) -> Result<CheckOutcome> {
-    let (repo_dir, archive_dir) = match target {
+    let (repo_name, repo_dir, archive_dir) = match target {
         CheckTarget::Repo(r) => {
             let name: crate::config::Name = r.parse()?;
-            (ctx.config.repo(&name)?.path, None)
+            let path = ctx.config.repo(&name)?.path;
+            (name, path, None)
         }
         CheckTarget::Archive(a) => {
             let a = archive(ctx, a)?;
-            (ctx.config.repo(&a.spec.repo)?.path, Some(a.snapshots))
+            let path = ctx.config.repo(&a.spec.repo)?.path;
+            (a.spec.repo, path, Some(a.snapshots))
         }
     };
     let whole_repo = archive_dir.is_none();
@@ -94,7 +96,7 @@ pub fn check(
     let mut scan = scan::scan(&refs);
     scan.unreadable.extend(unreadable);
     let set_aside = match req.repair {
-        true => set_damaged_aside(&mut scan, &refs, &repo, rebuilding),
+        true => set_damaged_aside(&mut scan, &refs, &repo, &repo_name, rebuilding),
         false => Vec::new(),
     };
     let complete = whole_repo && scan.complete();
@@ -158,6 +160,7 @@ fn set_damaged_aside(
     scan: &mut Scan,
     stores: &[&dyn Store],
     repo: &Repository,
+    repo_name: &crate::config::Name,
     rebuilding: bool,
 ) -> Vec<(String, String)> {
     let mut done = Vec::new();
@@ -179,7 +182,7 @@ fn set_damaged_aside(
             continue; // gone meanwhile
         };
         let mut note = format!(
-            "set the damaged snapshot {place} aside as {} (kept as it is; the content it used keeps its counts until `check -R … --repair --lower-counts`)",
+            "set the damaged snapshot {place} aside as {} (kept as it is; the content it used keeps its counts until `epygibus check -R {repo_name} --repair --lower-counts`)",
             store.place(first)
         );
         if rebuilding {
