@@ -181,6 +181,7 @@ fn bench_change_detection(n: usize) {
         let options = BackupOptions {
             compress: true,
             force_read: false,
+            time: None,
         };
         let snapshots = epygibus::store::LocalStore::new(&spec.snapshot_dir);
         snapshot::backup(spec, &snapshots, &repo, options, &NoProgress).unwrap()

@@ -353,6 +353,11 @@ impl Config {
         self.archives_dir().join(name.as_str())
     }
 
+    /// Path of an archive's `spec` file.
+    pub fn archive_spec_path(&self, name: &Name) -> PathBuf {
+        self.archive_dir(name).join(ARCHIVE_SPEC_FILE)
+    }
+
     /// Path of one of an archive's list files.
     pub fn archive_list_path(&self, name: &Name, list: ListFile) -> PathBuf {
         self.archive_dir(name).join(list.file_name())
@@ -417,7 +422,17 @@ impl Config {
     /// Records a new archive spec; fails if the name is taken. Built in a
     /// temp directory and renamed, so a failure leaves nothing behind.
     pub fn add_archive(&self, spec: &ArchiveSpec) -> Result<()> {
-        self.create_archive_dir(&spec.name, |temp| write_archive_files(temp, spec))
+        self.add_archive_with(spec, &BTreeMap::new())
+    }
+
+    /// [`Config::add_archive`] with further `key = value` lines in the
+    /// `spec` file (e.g. a retention policy), after the ones `spec` gives.
+    pub fn add_archive_with(
+        &self,
+        spec: &ArchiveSpec,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.create_archive_dir(&spec.name, |temp| write_archive_files(temp, spec, extra))
     }
 
     /// Records archive `name` from spec fields and lists as they are
@@ -521,8 +536,12 @@ impl Config {
     }
 }
 
-fn write_archive_files(dir: &Path, spec: &ArchiveSpec) -> Result<()> {
-    let text = format!(
+fn write_archive_files(
+    dir: &Path,
+    spec: &ArchiveSpec,
+    extra: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut text = format!(
         "# epygibus archive `{}`\n\
          repo = {}\n\
          snapshot_dir = {}\n\
@@ -536,6 +555,9 @@ fn write_archive_files(dir: &Path, spec: &ArchiveSpec) -> Result<()> {
         spec.keep_broken_soft_links,
         spec.compare_inodes
     );
+    for (k, v) in extra {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         fsio::write_new_file(&path, bytes)

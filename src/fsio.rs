@@ -444,6 +444,32 @@ pub fn process_alive(pid: u32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// `path` with `.` components dropped and each `..` taking the component
+/// before it away, without asking the file system: for paths made by
+/// joining a recorded relative path (`repos/u/r/../../../snapshots/h/u/a`)
+/// so that messages name the directory as people know it. Only for paths
+/// whose components are real directories epygibus made, where `..` means
+/// the parent (no symlinks in between).
+pub fn clean_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let pop = matches!(clean.components().next_back(), Some(Component::Normal(_)));
+                if pop {
+                    clean.pop();
+                } else if !clean.has_root() {
+                    clean.push("..");
+                }
+            }
+            other => clean.push(other),
+        }
+    }
+    clean
+}
+
 /// `to` relative to directory `from` (both absolute and clean), e.g.
 /// `/m/e/snapshots/h/u/a` to `/m/e/repos/u/r` is `../../../../repos/u/r`.
 pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
@@ -481,6 +507,19 @@ mod tests {
             relative_path(Path::new("/a"), Path::new("/a/b")),
             Path::new("b")
         );
+    }
+
+    #[test]
+    fn clean_paths() {
+        let c = |p: &str| clean_path(Path::new(p));
+        assert_eq!(
+            c("/m/e/repos/u/r/../../../snapshots/h/u/a"),
+            Path::new("/m/e/snapshots/h/u/a")
+        );
+        assert_eq!(c("/a/./b/"), Path::new("/a/b"));
+        assert_eq!(c("/../a"), Path::new("/a"));
+        assert_eq!(c("a/../../b"), Path::new("../b"));
+        assert_eq!(c("../../x"), Path::new("../../x"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::config::{ArchiveSpec, Config, ConfigError, Name, RepoSpec};
 use crate::content::{Access, ContentError, Repository};
 use crate::fsio;
 use crate::snapshot::exclude::{BadGlob, Excludes};
+use crate::snapshot::forget::{Policy, PolicyError};
 use crate::snapshot::spec::{self, DiskSpec, SpecError};
 use crate::store::{LocalStore, Store};
 
@@ -55,6 +56,8 @@ pub enum SetupError {
     },
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error(
         "no repository named `{name}` is configured here, but {dir} holds one; to use it from this machine, run `epygibus attach --location={location} -R {name}` first"
     )]
@@ -207,6 +210,8 @@ pub struct NewArchive {
     pub compress: bool,
     pub keep_broken_soft_links: bool,
     pub compare_inodes: bool,
+    /// Retention rules to store in the spec.
+    pub policy: Option<Policy>,
 }
 
 /// Creates the archive's snapshot directory, records its spec and registers
@@ -221,6 +226,11 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
         .into());
     }
     Excludes::new(&new.excluded_dirs, &new.excluded_files)?;
+    let policy_fields = match &new.policy {
+        Some(p) if p.is_empty() => return Err(PolicyError::Empty.into()),
+        Some(p) => p.to_fields(),
+        None => Default::default(),
+    };
     let includes = new
         .includes
         .iter()
@@ -270,7 +280,7 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
         e
     };
     let result = config
-        .add_archive(&spec)
+        .add_archive_with(&spec, &policy_fields)
         .map_err(SetupError::from)
         .and_then(|()| {
             // The spec beside the snapshots, so the disk alone can set the

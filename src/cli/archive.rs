@@ -58,6 +58,9 @@ pub struct NewArgs {
     /// NAS mounts whose inode numbers are not stable).
     #[arg(long = "compare-inodes", alias = "compare_inodes")]
     compare_inodes: bool,
+    /// Retention rules to store with the archive (`forget -A NAME` applies them).
+    #[command(flatten)]
+    rules: super::forget::PolicyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +129,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
             compress: !args.uncompressed,
             keep_broken_soft_links: args.keep_broken,
             compare_inodes: args.compare_inodes,
+            policy: args.rules.policy(),
         },
     )?;
     outln!(
@@ -246,6 +250,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
         Attachment::ReadOnly { made_by } => (true, Some(made_by.as_str()), None),
         Attachment::Adopted { from } => (false, None, Some(from.as_str())),
     };
+    let retention = crate::ops::forget::stored_policy(ctx, &spec.name);
     if args.json {
         let path_text = |p: &PathBuf| p.display().to_string();
         print_json(&json!({
@@ -261,6 +266,12 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
             "includes": spec.includes.iter().map(path_text).collect::<Vec<_>>(),
             "excluded_dirs": spec.excluded_dirs,
             "excluded_files": spec.excluded_files,
+            "retention": match &retention {
+                Ok(Some(p)) => super::forget::policy_json(p),
+                Ok(None) => Value::Null,
+                Err(e) => json!({ "error": e.to_string() }),
+            },
+            "set_aside": crate::snapshot::damaged::list_set_aside(store).unwrap_or_default(),
             "snapshots": names.iter().map(|n| snapshot_json(store, n, true)).collect::<Vec<_>>(),
         }));
         return Ok(EXIT_OK);
@@ -278,6 +289,14 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
         }
     );
     outln!("Compare inodes:     {}", yes_no(spec.compare_inodes));
+    match &retention {
+        Ok(Some(p)) => outln!(
+            "Retention:          {p} (`epygibus forget -A {}` applies it)",
+            spec.name
+        ),
+        Ok(None) => outln!("Retention:          none (snapshots are kept until deleted)"),
+        Err(e) => outln!("Retention:          (unreadable: {e})"),
+    }
     if let Some(m) = made_by {
         outln!("Attached:           read-only (made by {m})");
     }
@@ -297,6 +316,13 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
             for g in globs {
                 outln!("  {g}");
             }
+        }
+    }
+    let set_aside = crate::snapshot::damaged::list_set_aside(store).unwrap_or_default();
+    if !set_aside.is_empty() {
+        outln!("Set aside (damaged, kept as they are):");
+        for f in &set_aside {
+            outln!("  {f}");
         }
     }
     outln!("Snapshots: {}", names.len());

@@ -11,8 +11,10 @@ use crate::clock::human_duration;
 use crate::ops::backup::{self, BackupOptions};
 use crate::ops::housekeeping::{self, DeleteOptions, Doomed, SnapshotCompress};
 use crate::ops::source::Source;
+use crate::snapshot::forget::{BackupTime, ParseTimeError, Zone, parse_backup_time};
+use crate::snapshot::format::{self, SnapshotName};
 use crate::snapshot::generate::ProblemKind;
-use crate::snapshot::{self, BackupReport};
+use crate::snapshot::{self, BackupReport, damaged};
 use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
@@ -39,6 +41,16 @@ pub struct BuArgs {
     /// With --stats: print one JSON document instead (docs/json.md).
     #[arg(long, requires = "stats")]
     json: bool,
+    /// Record the snapshot as taken at this local time, "YYYY-MM-DD
+    /// HH:MM:SS" (for imports, or to try retention rules); which files
+    /// changed is still judged by the real clock.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    time: Option<BackupTime>,
+}
+
+/// `--time` in the system's zone (TZ, else /etc/localtime).
+fn parse_time(text: &str) -> Result<BackupTime, ParseTimeError> {
+    parse_backup_time(text, &Zone::system())
 }
 
 #[derive(Args, Debug)]
@@ -61,7 +73,7 @@ pub struct LssArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("which").args(["back", "all_but_newest"])))]
+#[command(group(ArgGroup::new("which").args(["back", "all_but_newest", "snapshot"])))]
 pub struct DelArgs {
     /// Archive to delete from.
     #[arg(short = 'A', long = "archive", value_name = "NAME")]
@@ -73,9 +85,23 @@ pub struct DelArgs {
     /// Delete all snapshots but the newest N.
     #[arg(long = "all-but-newest", alias = "all_but_newest", value_name = "N")]
     all_but_newest: Option<usize>,
+    /// The snapshot to delete, by name (YYYY-MM-DD-HH-MM-SS, as `lss` lists it).
+    #[arg(long, value_name = "NAME", value_parser = parse_stamp)]
+    snapshot: Option<SnapshotName>,
     /// Allow deleting the archive's last snapshot.
     #[arg(long = "remove-last-ok", alias = "remove_last_ok")]
     remove_last_ok: bool,
+    /// If the snapshot cannot be read, set it aside (renamed to
+    /// <name>.damaged, kept) instead of refusing; its content keeps its
+    /// counts until `check -R REPO --repair --lower-counts`.
+    #[arg(long, conflicts_with = "all_but_newest")]
+    force: bool,
+}
+
+fn parse_stamp(text: &str) -> Result<SnapshotName, String> {
+    SnapshotName::parse(text.trim().as_bytes()).ok_or_else(|| {
+        format!("`{text}` is not a snapshot name: write YYYY-MM-DD-HH-MM-SS, as `lss` lists it")
+    })
 }
 
 pub fn bu(ctx: &Context, args: BuArgs, command: &str) -> anyhow::Result<u8> {
@@ -118,6 +144,7 @@ fn bu_one(
             None
         },
         force_read: args.force_read,
+        time: args.time,
     };
     let bar = super::progress::Bar::new(args.quiet);
     let report = backup::backup(ctx, archive, options, command, &bar)?;
@@ -216,6 +243,16 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
             .iter()
             .map(|name| {
                 let mut v = snapshot_json(dir, name, args.build_stats);
+                match format::verify(dir, name) {
+                    Ok(h) => {
+                        v["readable"] = json!(true);
+                        v["salvaged_from"] = json!(h.salvaged_from);
+                    }
+                    Err(e) => {
+                        v["readable"] = json!(false);
+                        v["error"] = json!(e.to_string());
+                    }
+                }
                 if let Some(repo) = &repo {
                     v["storage_stats"] = match snapshot::storage_stats(dir, name, repo) {
                         Ok(s) => json!({
@@ -233,9 +270,11 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
                 v
             })
             .collect();
+        let set_aside = damaged::list_set_aside(dir).unwrap_or_default();
         print_json(&json!({
             "snapshot_dir": dir.location().to_string(),
             "snapshots": rows,
+            "set_aside": set_aside,
         }));
     } else if args.build_stats {
         out!("{}", build_stats_table(dir, &names).render());
@@ -262,7 +301,16 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
     } else {
         for name in &names {
             let mark = if name.compressed { "**" } else { "" };
-            outln!("{}{mark}", name.stamp());
+            match format::verify(dir, name) {
+                Ok(h) => match h.salvaged_from {
+                    Some(from) => outln!(
+                        "{}{mark}  (salvaged from the damaged {from}: may lack entries)",
+                        name.stamp()
+                    ),
+                    None => outln!("{}{mark}", name.stamp()),
+                },
+                Err(e) => outln!("{}{mark}  (unreadable: {e})", name.stamp()),
+            }
         }
     }
     Ok(EXIT_OK)
@@ -270,21 +318,31 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
 
 pub fn del(ctx: &Context, args: DelArgs, command: &str) -> anyhow::Result<u8> {
     let opts = DeleteOptions {
-        which: match args.all_but_newest {
-            Some(keep) => Doomed::AllButNewest(keep),
-            None => Doomed::Back(args.back.unwrap_or(-1)),
+        which: match (args.all_but_newest, args.snapshot) {
+            (Some(keep), _) => Doomed::AllButNewest(keep),
+            (None, Some(name)) => Doomed::Named(name),
+            (None, None) => Doomed::Back(args.back.unwrap_or(-1)),
         },
         remove_last_ok: args.remove_last_ok,
+        force: args.force,
     };
     let archive = &args.archive;
-    let deleted = housekeeping::delete(ctx, archive, opts, command, &mut |report| {
+    let outcome = housekeeping::delete(ctx, archive, opts, command, &mut |report| {
         outln!(
             "Deleted snapshot {} of `{archive}` ({} content references released).",
             report.name.stamp(),
             report.released
         );
     })?;
-    if deleted.is_empty() {
+    if let Some(s) = &outcome.set_aside {
+        outln!(
+            "Set snapshot {} of `{archive}` aside as {}: it cannot be read ({}). The content it used keeps its counts until `epygibus check -R {} --repair --lower-counts`.",
+            s.name.stamp(),
+            s.places.join(", "),
+            s.reason,
+            s.repo
+        );
+    } else if outcome.deleted.is_empty() {
         outln!("Nothing to do.");
     }
     Ok(EXIT_OK)

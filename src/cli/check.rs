@@ -3,10 +3,8 @@
 use clap::{ArgGroup, Args};
 
 use super::{Context, EXIT_OK, EXIT_PROBLEMS};
-use crate::content::{CheckReport, Finding};
+use crate::content::Finding;
 use crate::ops::check::{self, CheckRequest, CheckTarget};
-use crate::snapshot::scan;
-use crate::store::Location;
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("target").required(true).args(["repo", "archive"])))]
@@ -21,7 +19,8 @@ pub struct CheckArgs {
     #[arg(long = "read-data", alias = "read_data")]
     read_data: bool,
     /// Raise counts that are too low, remove stale temp files and old
-    /// orphan content files.
+    /// orphan content files, and set damaged snapshots aside (renamed to
+    /// <name>.damaged, kept), salvaging what can still be read of each.
     #[arg(long)]
     repair: bool,
     /// With --repair -R: also lower counts that are too high. Only when
@@ -43,21 +42,27 @@ pub fn check(ctx: &Context, args: CheckArgs, command: &str) -> anyhow::Result<u8
         lower_counts: args.lower_counts,
     };
     let outcome = check::check(ctx, &target, req, command)?;
-    Ok(print_report(
-        &outcome.scan,
-        &outcome.dirs,
-        &outcome.report,
-        args.repair,
-    ))
+    let code = print_report(&outcome, args.repair);
+    if !outcome.scan.damaged.is_empty() && !args.repair {
+        let which = match (&args.repo, &args.archive) {
+            (Some(r), _) => format!("-R {r}"),
+            (None, a) => format!("-A {}", a.as_deref().unwrap_or_default()),
+        };
+        outln!(
+            "note: `epygibus check {which} --repair` sets the damaged snapshots aside (renamed to <name>.damaged and kept), salvaging what can still be read; prune works again after that"
+        );
+    }
+    Ok(code)
 }
 
-fn print_report(scan: &scan::Scan, dirs: &[Location], report: &CheckReport, repair: bool) -> u8 {
+fn print_report(outcome: &check::CheckOutcome, repair: bool) -> u8 {
+    let (scan, dirs, report) = (&outcome.scan, &outcome.dirs, &outcome.report);
     let mut problems = 0;
     for why in &scan.unreachable {
         problems += 1;
         outln!("problem: {why}");
     }
-    for e in &scan.unreadable {
+    for e in scan.unreadable.iter().chain(&outcome.set_aside) {
         problems += 1;
         outln!("problem: {e}");
     }

@@ -24,10 +24,12 @@ mod archive;
 mod attach;
 mod backup;
 mod check;
+mod forget;
 mod output;
 mod progress;
 mod repo;
 mod restore;
+mod schedule;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -127,8 +129,49 @@ enum Command {
     Lss(backup::LssArgs),
     /// Delete a snapshot (the oldest by default) and release its content.
     ///
-    /// Example: epygibus del -A docs --back=-1
+    /// With --force, a snapshot that cannot be read is set aside instead
+    /// (renamed to <name>.damaged, never deleted); its content keeps its
+    /// counts until `check -R NAME --repair --lower-counts`.
+    ///
+    /// Examples: epygibus del -A docs --back=-1; epygibus del -A docs --snapshot 2024-05-01-22-00-03 --force
     Del(backup::DelArgs),
+    /// Remove the snapshots a retention policy does not keep.
+    ///
+    /// restic's rules: snapshots newest first; --keep-last N keeps the N
+    /// newest; --keep-daily N keeps the newest snapshot of each of the N
+    /// most recent days that have one (hourly, weekly, monthly, yearly
+    /// alike; a rule with count left keeps the oldest snapshot too);
+    /// --keep-within D keeps all newer than the newest minus D. A snapshot
+    /// stays if any rule keeps it. Days and hours are those of the local
+    /// time each snapshot was taken in (--utc: UTC). Without rules, the
+    /// archive's stored policy (see `policy`) applies. A policy that would
+    /// remove every snapshot is refused.
+    ///
+    /// Examples: epygibus forget -A docs --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run;
+    /// epygibus forget -A docs -A photos --prune (stored policies)
+    Forget(forget::ForgetArgs),
+    /// Show, set or clear the retention policy stored in an archive's spec.
+    ///
+    /// `forget -A NAME` without rules applies it, and scheduled runs
+    /// (`schedule`) do after each backup. Setting replaces all rules.
+    ///
+    /// Examples: epygibus policy -A docs --keep-daily 7 --keep-weekly 4 --keep-monthly unlimited;
+    /// epygibus policy -A docs; epygibus policy -A docs --clear
+    Policy(forget::PolicyCmdArgs),
+    /// Run backups by themselves: a systemd user timer (or a crontab line).
+    ///
+    /// Writes epygibus-NAME.timer and .service to the user's systemd
+    /// directory ($XDG_CONFIG_HOME/systemd/user, else
+    /// ~/.config/systemd/user): `bu` for the archives, then `forget` by
+    /// their stored policies (see `policy`). Runs missed while the machine
+    /// was off happen when it is next up. Nothing is enabled: the command
+    /// to start the timer is printed. Where systemd does not run, a
+    /// crontab line is printed instead.
+    ///
+    /// Examples: epygibus schedule -A docs -A photos --daily;
+    /// epygibus schedule -A docs --at "Mon..Fri 22:00" --name weeknights --prune;
+    /// epygibus schedule --list; epygibus schedule --remove docs
+    Schedule(schedule::ScheduleArgs),
     /// Put files back at their original paths from a snapshot.
     ///
     /// A file whose content already matches is left alone; a different one
@@ -183,7 +226,8 @@ enum Command {
     Compress(repo::CompressArgs),
     /// Verify that all snapshot content is present and no count is too low.
     ///
-    /// --repair raises counts that are too low and removes leftovers.
+    /// --repair raises counts that are too low, removes leftovers and sets
+    /// snapshots that cannot be read aside, so prune works again.
     ///
     /// Exit status 0 when all is well, 4 when problems were found.
     ///
@@ -275,6 +319,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bu(a) => backup::bu(&ctx, a, &command_line),
         Command::Lss(a) => backup::lss(&ctx, a),
         Command::Del(a) => backup::del(&ctx, a, &command_line),
+        Command::Forget(a) => forget::forget(&ctx, a, &command_line),
+        Command::Policy(a) => forget::policy(&ctx, a),
+        Command::Schedule(a) => schedule::schedule(&ctx, a),
         Command::Restore(a) => restore::restore(&ctx, a, &command_line),
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
@@ -301,7 +348,10 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Setting up",
         &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
     ),
-    ("Backing up", &["bu", "lss", "del"]),
+    (
+        "Backing up",
+        &["bu", "lss", "del", "forget", "policy", "schedule"],
+    ),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
     (
         "Housekeeping",

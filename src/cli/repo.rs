@@ -10,7 +10,7 @@ use super::output::{Table, print_json, size};
 use super::{Context, EXIT_OK};
 use crate::config::Name;
 use crate::content::StoredForm;
-use crate::ops::housekeeping::{self, PruneOptions};
+use crate::ops::housekeeping::{self, PruneOptions, PruneOutcome};
 use crate::setup;
 use serde_json::json;
 
@@ -230,7 +230,13 @@ pub fn prune(ctx: &Context, args: PruneArgs, command: &str) -> anyhow::Result<u8
         min_age: args.min_age.map(Duration::from_secs),
     };
     let outcome = housekeeping::prune(ctx, &args.repo, opts, command)?;
-    let (report, min_age) = (outcome.report, outcome.min_age);
+    print_prune(&outcome, &args.repo);
+    Ok(EXIT_OK)
+}
+
+/// What prune removed and kept, as `prune` prints it.
+pub fn print_prune(outcome: &PruneOutcome, repo: &str) {
+    let (report, min_age) = (&outcome.report, outcome.min_age);
     let packs_changed = report.packs_removed + report.packs_rewritten > 0;
     if report.items == 0 && !packs_changed {
         outln!("Nothing to do.");
@@ -251,8 +257,7 @@ pub fn prune(ctx: &Context, args: PruneArgs, command: &str) -> anyhow::Result<u8
     }
     for place in &report.packs_damaged {
         eprintln!(
-            "epygibus: warning: pack {place} was left as it is: an item in it is damaged (see `epygibus check --read-data -R {}`)",
-            args.repo
+            "epygibus: warning: pack {place} was left as it is: an item in it is damaged (see `epygibus check --read-data -R {repo}`)"
         );
     }
     if report.kept_young > 0 {
@@ -268,7 +273,23 @@ pub fn prune(ctx: &Context, args: PruneArgs, command: &str) -> anyhow::Result<u8
             report.kept_referenced
         );
     }
-    Ok(EXIT_OK)
+}
+
+/// What prune did, as JSON (the `prune` entries of `forget --json`).
+pub fn prune_json(outcome: &PruneOutcome) -> serde_json::Value {
+    let r = &outcome.report;
+    json!({
+        "items": r.items,
+        "content_bytes": r.content_bytes,
+        "stored_bytes": r.stored_bytes,
+        "bytes_freed": r.bytes_freed,
+        "packs_removed": r.packs_removed,
+        "packs_rewritten": r.packs_rewritten,
+        "packs_damaged": r.packs_damaged,
+        "kept_young": r.kept_young,
+        "kept_referenced": r.kept_referenced,
+        "min_age_seconds": outcome.min_age.as_secs(),
+    })
 }
 
 pub fn compress(ctx: &Context, args: CompressArgs, command: &str) -> anyhow::Result<u8> {

@@ -12,6 +12,9 @@ pub struct BackupOptions {
     pub compress: Option<bool>,
     /// Read every file, trusting nothing from the previous snapshot.
     pub force_read: bool,
+    /// Record the snapshot as taken at this time (`bu --time`): its name
+    /// and header say so; change detection keeps the real clock.
+    pub time: Option<crate::snapshot::forget::BackupTime>,
 }
 
 /// Takes a snapshot of archive `name`, holding its repository's lock.
@@ -36,6 +39,7 @@ pub fn backup(
     let options = snapshot::BackupOptions {
         compress: options.compress.unwrap_or(a.spec.compress),
         force_read: options.force_read,
+        time: options.time,
     };
     let mut report = snapshot::backup(&a.spec, a.snapshots.as_ref(), &repo, options, progress)?;
     report.warnings.extend(copy_warning);

@@ -8,6 +8,8 @@ use super::{Context, OpError, Result};
 use crate::content::{
     Access, CheckOptions, CheckReport, ContentError, Repository, report_leftovers,
 };
+use crate::snapshot::damaged;
+use crate::snapshot::format;
 use crate::snapshot::scan::{self, Scan};
 use crate::store::{Location, SharedStore, Store};
 
@@ -32,6 +34,9 @@ pub struct CheckRequest {
 /// What check read and found.
 pub struct CheckOutcome {
     pub scan: Scan,
+    /// Damaged snapshots that were set aside (with --repair): why each
+    /// could not be read. They are no longer in `scan.unreadable`.
+    pub set_aside: Vec<String>,
     /// The snapshot directories read.
     pub dirs: Vec<Location>,
     pub report: CheckReport,
@@ -43,14 +48,16 @@ pub fn check(
     req: CheckRequest,
     command: &str,
 ) -> Result<CheckOutcome> {
-    let (repo_dir, archive_dir) = match target {
+    let (repo_name, repo_dir, archive_dir) = match target {
         CheckTarget::Repo(r) => {
             let name: crate::config::Name = r.parse()?;
-            (ctx.config.repo(&name)?.path, None)
+            let path = ctx.config.repo(&name)?.path;
+            (name, path, None)
         }
         CheckTarget::Archive(a) => {
             let a = archive(ctx, a)?;
-            (ctx.config.repo(&a.spec.repo)?.path, Some(a.snapshots))
+            let path = ctx.config.repo(&a.spec.repo)?.path;
+            (a.spec.repo, path, Some(a.snapshots))
         }
     };
     let whole_repo = archive_dir.is_none();
@@ -88,6 +95,10 @@ pub fn check(
     let refs: Vec<&dyn Store> = stores.iter().map(|s| s.as_ref()).collect();
     let mut scan = scan::scan(&refs);
     scan.unreadable.extend(unreadable);
+    let set_aside = match req.repair {
+        true => set_damaged_aside(&mut scan, &refs, &repo, &repo_name, rebuilding),
+        false => Vec::new(),
+    };
     let complete = whole_repo && scan.complete();
     if req.lower_counts && !complete {
         return Err(OpError::LowerCountsIncomplete);
@@ -115,6 +126,9 @@ pub fn check(
         lower_counts: req.lower_counts,
     };
     let mut report = repo.check(&scan.refs, opts);
+    report
+        .repaired
+        .splice(0..0, set_aside.iter().map(|(_, done)| done.clone()));
     for aside in &rebuilt {
         report.repaired.insert(
             0,
@@ -131,7 +145,74 @@ pub fn check(
     }
     Ok(CheckOutcome {
         scan,
+        set_aside: set_aside.into_iter().map(|(problem, _)| problem).collect(),
         dirs: stores.iter().map(|s| s.location().clone()).collect(),
         report,
     })
+}
+
+/// Sets every damaged snapshot of the scan aside and salvages what it can
+/// of each (not while the index is rebuilt: salvage needs the counts), so
+/// that prune works again; the scan then counts the salvaged snapshots'
+/// references instead. Returns, for each, the problem found and what was
+/// done. A snapshot that cannot be renamed stays unreadable in the scan.
+fn set_damaged_aside(
+    scan: &mut Scan,
+    stores: &[&dyn Store],
+    repo: &Repository,
+    repo_name: &crate::config::Name,
+    rebuilding: bool,
+) -> Vec<(String, String)> {
+    let mut done = Vec::new();
+    for d in std::mem::take(&mut scan.damaged) {
+        let store = stores[d.dir];
+        let place = store.place(&d.name.file_name());
+        let aside = match damaged::set_aside(store, &d.name) {
+            Ok(aside) => aside,
+            Err(e) => {
+                if let Some(m) = scan.unreadable.iter_mut().find(|m| **m == d.message) {
+                    *m = format!("{m} (it could not be set aside: {e})");
+                }
+                scan.damaged.push(d);
+                continue;
+            }
+        };
+        scan.unreadable.retain(|m| *m != d.message);
+        let Some(first) = aside.first() else {
+            continue; // gone meanwhile
+        };
+        let mut note = format!(
+            "set the damaged snapshot {place} aside as {} (kept as it is; the content it used keeps its counts until `epygibus check -R {repo_name} --repair --lower-counts`)",
+            store.place(first)
+        );
+        if rebuilding {
+            note += "; nothing was salvaged from it while the index is rebuilt";
+        } else {
+            match damaged::salvage(store, repo, &d.name, first) {
+                Ok(Some(s)) => {
+                    if let Ok(snapshot) = format::read_snapshot(store, &s.name) {
+                        scan.snapshots += 1;
+                        for token in snapshot.root.tokens() {
+                            *scan.refs.entry(token).or_default() += 1;
+                        }
+                    }
+                    note += &format!(
+                        "; salvaged {} entries of its readable start into snapshot {}{}",
+                        s.entries,
+                        s.name.stamp(),
+                        match s.dropped_files {
+                            0 => String::new(),
+                            n => format!(
+                                " ({n} files left out: their content is not in the repository)"
+                            ),
+                        }
+                    );
+                }
+                Ok(None) => note += "; nothing of it could be salvaged",
+                Err(e) => note += &format!("; salvaging from it failed: {e}"),
+            }
+        }
+        done.push((d.message, note));
+    }
+    done
 }

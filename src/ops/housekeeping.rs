@@ -9,8 +9,8 @@ use crate::config::Name;
 use crate::content::{
     CompressReport, LockHolder, PackReport, PruneReport, PruneRules, Repository, StoredForm,
 };
-use crate::snapshot::format::{self, SnapshotName};
-use crate::snapshot::{self, ArchiveError, DeleteReport, scan};
+use crate::snapshot::format::{self, SnapshotError, SnapshotName};
+use crate::snapshot::{self, ArchiveError, DeleteReport, damaged, scan};
 use crate::store::SharedStore;
 
 /// How long unreferenced content of a repository shared by several
@@ -47,7 +47,7 @@ pub fn registered(repo: &Repository) -> Result<Registered> {
         };
         out.shared |= reg.is_other_host(&host);
         let relative = match (&repo_dir, &reg.relative) {
-            (Some(d), Some(r)) => Some(d.join(r)),
+            (Some(d), Some(r)) => Some(crate::fsio::clean_path(&d.join(r))),
             _ => None,
         };
         let dir = match relative {
@@ -77,7 +77,7 @@ pub struct PruneOutcome {
 /// Removes content no snapshot references. Refuses to remove anything
 /// unless every snapshot of every registered snapshot directory was read.
 pub fn prune(ctx: &Context, repo: &str, opts: PruneOptions, command: &str) -> Result<PruneOutcome> {
-    let (_, repo) = ctx.open_repo_locked(repo, command)?;
+    let (repo_name, repo) = ctx.open_repo_locked(repo, command)?;
     let registered = registered(&repo)?;
     let stores: Vec<&dyn crate::store::Store> =
         registered.stores.iter().map(|s| s.as_ref()).collect();
@@ -86,7 +86,16 @@ pub fn prune(ctx: &Context, repo: &str, opts: PruneOptions, command: &str) -> Re
     why.extend(scan.unreachable.iter().cloned());
     why.extend(scan.unreadable.iter().cloned());
     if !why.is_empty() {
-        return Err(OpError::PruneIncomplete(why));
+        let mut hint = String::new();
+        if !scan.damaged.is_empty() {
+            hint = format!(
+                "; `epygibus check -R {repo_name} --repair` sets damaged snapshots aside (renamed to <name>.damaged and kept, what can still be read salvaged), after which prune works"
+            );
+        }
+        if !scan.unreachable.is_empty() {
+            hint.push_str("; is the disk holding the snapshot directory mounted?");
+        }
+        return Err(OpError::PruneIncomplete { why, hint });
     }
     let min_age = match opts.min_age {
         Some(age) => age,
@@ -165,6 +174,8 @@ pub enum Doomed {
     Back(i64),
     /// All but the newest N.
     AllButNewest(usize),
+    /// One, by name (`--snapshot`).
+    Named(SnapshotName),
 }
 
 /// Options of `del`.
@@ -173,33 +184,94 @@ pub struct DeleteOptions {
     pub which: Doomed,
     /// Allow deleting the archive's last snapshot.
     pub remove_last_ok: bool,
+    /// When the one snapshot chosen cannot be read, set it aside instead
+    /// (renamed, kept; its references cannot be released).
+    pub force: bool,
 }
 
-/// Deletes snapshots, calling `each` after each one.
+/// A snapshot `del --force` set aside because it could not be read.
+pub struct SetAside {
+    pub name: SnapshotName,
+    /// The archive's repository, whose counts stay as they were.
+    pub repo: Name,
+    /// Where its file(s) went.
+    pub places: Vec<String>,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// What `del` did.
+pub struct DeleteOutcome {
+    pub deleted: Vec<DeleteReport>,
+    pub set_aside: Option<SetAside>,
+}
+
+/// Deletes snapshots, calling `each` after each one. An unreadable
+/// snapshot is refused with the way out named, or with `force` (one
+/// snapshot only) set aside.
 pub fn delete(
     ctx: &Context,
     archive_name: &str,
     opts: DeleteOptions,
     command: &str,
     each: &mut dyn FnMut(&DeleteReport),
-) -> Result<Vec<DeleteReport>> {
+) -> Result<DeleteOutcome> {
     let a = archive(ctx, archive_name)?;
     let repo = a.lock_repo(ctx, command)?;
     let names = a.list()?;
+    let store = a.snapshots.as_ref();
     let doomed: Vec<SnapshotName> = match opts.which {
         Doomed::AllButNewest(keep) => names[..names.len().saturating_sub(keep)].to_vec(),
         Doomed::Back(back) => vec![snapshot::select(&names, back, a.snapshots.location())?],
+        Doomed::Named(wanted) => {
+            let found = names.iter().find(|n| n.secs == wanted.secs);
+            vec![*found.ok_or_else(|| OpError::NoSuchSnapshot {
+                archive: a.spec.name.clone(),
+                stamp: wanted.stamp(),
+            })?]
+        }
     };
+    if let ([one], true) = (doomed.as_slice(), opts.force) {
+        match format::read_snapshot(store, one) {
+            Err(e) if !matches!(&e, SnapshotError::Store(s) if s.is_not_found()) => {
+                // No backup to keep: the last-snapshot rule does not apply.
+                let places = damaged::set_aside(store, one)?;
+                return Ok(DeleteOutcome {
+                    deleted: Vec::new(),
+                    set_aside: Some(SetAside {
+                        name: *one,
+                        repo: a.spec.repo.clone(),
+                        places: places.iter().map(|p| store.place(p)).collect(),
+                        reason: e.to_string(),
+                    }),
+                });
+            }
+            _ => {}
+        }
+    }
     if doomed.len() >= names.len() && !names.is_empty() && !opts.remove_last_ok {
         return Err(ArchiveError::OnlySnapshot.into());
     }
-    let mut reports = Vec::new();
+    let mut deleted = Vec::new();
     for name in &doomed {
-        let report = snapshot::delete(a.snapshots.as_ref(), &repo, name)?;
+        let report = match snapshot::delete(store, &repo, name) {
+            Ok(r) => r,
+            Err(ArchiveError::Snapshot(e @ SnapshotError::Corrupt { .. })) => {
+                return Err(OpError::DamagedSnapshot {
+                    archive: a.spec.name.clone(),
+                    stamp: name.stamp(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         each(&report);
-        reports.push(report);
+        deleted.push(report);
     }
-    Ok(reports)
+    Ok(DeleteOutcome {
+        deleted,
+        set_aside: None,
+    })
 }
 
 /// What `unlock` found.

@@ -9,8 +9,10 @@ pub mod archive;
 pub mod attach;
 pub mod backup;
 pub mod check;
+pub mod forget;
 pub mod housekeeping;
 pub mod restore;
+pub mod schedule;
 pub mod source;
 
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use crate::config::{ConfigError, Name};
 use crate::content::{Access, ContentError, LockHolder, LockWait, Repository};
 use crate::setup::SetupError;
 use crate::snapshot::ArchiveError;
+use crate::snapshot::forget::PolicyError;
 use crate::snapshot::format::SnapshotError;
 use crate::snapshot::retrieve::RetrieveError;
 use crate::snapshot::spec::SpecError;
@@ -47,6 +50,12 @@ pub enum OpError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(
+        "archive `{0}` stores no retention policy and no --keep-* rule was given: give rules (e.g. --keep-daily 7 --keep-weekly 4), or store them with `epygibus policy -A {0} --keep-daily 7 --keep-weekly 4`"
+    )]
+    NoPolicy(Name),
     #[error(
         "archive `{name}` is attached read-only: it was made by {made_by}. To continue its series from this machine, run `epygibus attach --location={location} -A {name} --adopt`; to back this machine up separately, create an archive of its own with `epygibus new`"
     )]
@@ -71,10 +80,24 @@ pub enum OpError {
     #[error("{}; nothing was changed", .0.join("; "))]
     AttachRefused(Vec<String>),
     #[error(
-        "nothing was pruned, because not every snapshot using the repository could be read: {}",
-        .0.join("; ")
+        "nothing was pruned, because not every snapshot using the repository could be read: {}{hint}",
+        .why.join("; ")
     )]
-    PruneIncomplete(Vec<String>),
+    PruneIncomplete {
+        why: Vec<String>,
+        /// The way out, from `; ` on (empty when there is none to name).
+        hint: String,
+    },
+    #[error(
+        "{reason}; to set it aside (renamed to <name>.damaged and kept) run `epygibus del -A {archive} --snapshot {stamp} --force`, or `epygibus check -A {archive} --repair`, which also salvages what can still be read"
+    )]
+    DamagedSnapshot {
+        archive: Name,
+        stamp: String,
+        reason: String,
+    },
+    #[error("archive `{archive}` has no snapshot {stamp} (see `epygibus lss -A {archive}`)")]
+    NoSuchSnapshot { archive: Name, stamp: String },
     #[error(
         "refusing to lower counts: some registered snapshot directories or snapshots could not be read (listed below with a plain check)"
     )]

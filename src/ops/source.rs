@@ -137,10 +137,20 @@ impl Source {
                 }
                 let snapshots = dir_store(dir);
                 let names = format::list_snapshots(snapshots.as_ref())?;
-                let newest = names
-                    .last()
-                    .ok_or_else(|| OpError::EmptySnapshotDir(snapshots.location().clone()))?;
-                let header = format::read_header(snapshots.as_ref(), newest)?;
+                if names.is_empty() {
+                    return Err(OpError::EmptySnapshotDir(snapshots.location().clone()));
+                }
+                // The newest header that reads: a damaged newest snapshot
+                // must not hide where the repository is.
+                let mut headers = names
+                    .iter()
+                    .rev()
+                    .map(|n| format::read_header(snapshots.as_ref(), n));
+                let first = headers.next().expect("not empty");
+                let header = match first {
+                    Ok(h) => h,
+                    Err(e) => headers.find_map(|h| h.ok()).ok_or(e)?,
+                };
                 let repo_dir = find_repo(dir, &header.repo).map_err(|e| e.to_string());
                 Ok(Source {
                     snapshots,
@@ -194,7 +204,7 @@ impl Source {
 /// The repository a snapshot names: first relative to the snapshot
 /// directory (the disk may be mounted elsewhere now), then its old path.
 pub fn find_repo(snapshot_dir: &Path, repo: &RepoRef) -> Result<PathBuf> {
-    let relative = snapshot_dir.join(OsStr::from_bytes(&repo.relative));
+    let relative = crate::fsio::clean_path(&snapshot_dir.join(OsStr::from_bytes(&repo.relative)));
     let absolute = PathBuf::from(OsStr::from_bytes(&repo.path));
     for candidate in [relative, absolute.clone()] {
         if candidate.join("format").is_file() {

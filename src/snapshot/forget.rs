@@ -33,6 +33,7 @@
 //! (see [`zone`]), or in UTC with [`Zone::Utc`].
 
 pub mod duration;
+pub mod stored;
 pub mod zone;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ mod table_tests;
 use std::fmt;
 
 pub use duration::{Count, Duration, ParseCountError, ParseDurationError};
+pub use stored::StoredPolicyError;
 pub use zone::{BackupTime, ParseTimeError, Zone, local_offset, parse_backup_time};
 
 /// A calendar unit of the bucketed rules.

@@ -16,7 +16,7 @@ use super::model::{DirNode, TreeCounts};
 use crate::clock::Civil;
 use crate::store::{Committed, Store, StoreError};
 
-const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
+pub(super) const MAGIC: &[u8] = b"epygibus-snapshot 1\n";
 const GZ_SUFFIX: &str = ".gz";
 /// libdeflate level for snapshot files: snapshots are rewritten on every
 /// backup, so speed matters more than the last few percent.
@@ -93,6 +93,23 @@ pub struct Header {
     #[serde(default)]
     pub roots: Vec<serde_bytes::ByteBuf>,
     pub stats: BuildStats,
+    /// Seconds east of UTC in force where and when the backup ran (at the
+    /// snapshot's time), so retention buckets it by that day and hour.
+    /// Absent in snapshots of older versions: retention then uses the
+    /// current zone's offset at the snapshot's time.
+    #[serde(default)]
+    pub utc_offset: Option<i32>,
+    /// When `bu --time` recorded the snapshot as taken at another time:
+    /// that time (ns since the epoch), which names the snapshot. Absent
+    /// otherwise (the snapshot's time is `started_ns`). `started_ns` stays
+    /// the real clock either way, because change detection trusts it.
+    #[serde(default)]
+    pub time_ns: Option<i64>,
+    /// On a snapshot recovered from the readable start of a damaged one:
+    /// the damaged file's name after it was set aside. Such a snapshot
+    /// may lack entries, so no backup trusts it for change detection.
+    #[serde(default)]
+    pub salvaged_from: Option<String>,
 }
 
 /// A whole snapshot: header and tree (rooted at `/`).
@@ -258,9 +275,12 @@ pub fn gzip(plain: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes a snapshot durably under a name not used yet: its start second,
-/// or a later second when that name (in either form) is taken, so two
-/// backups in one second never overwrite each other.
+/// Writes a snapshot durably under a name not used yet: its start second
+/// or one after the newest snapshot, whichever is later (so names sort in
+/// the order backups ran even when the clock went back); for a snapshot
+/// given its time (`bu --time`, a salvaged snapshot), that second. A later
+/// second is taken while the name (in either form) is taken, so two
+/// backups never overwrite each other.
 pub fn write_snapshot(
     dir: &dyn Store,
     snapshot: &Snapshot,
@@ -268,12 +288,15 @@ pub fn write_snapshot(
 ) -> Result<SnapshotName> {
     let plain = encode(snapshot);
     let bytes = if compressed { gzip(&plain) } else { plain };
-    let newest = list_snapshots(dir)?.last().map(|n| n.secs);
-    let start = snapshot.header.started_ns.div_euclid(1_000_000_000);
-    let mut name = SnapshotName {
-        secs: newest.map_or(start, |n| start.max(n + 1)),
-        compressed,
+    let secs = match snapshot.header.time_ns {
+        Some(ns) => ns.div_euclid(1_000_000_000),
+        None => {
+            let newest = list_snapshots(dir)?.last().map(|n| n.secs);
+            let start = snapshot.header.started_ns.div_euclid(1_000_000_000);
+            newest.map_or(start, |n| start.max(n + 1))
+        }
     };
+    let mut name = SnapshotName { secs, compressed };
     loop {
         if dir.stat(&name.other_form().file_name())?.is_some() {
             name.secs += 1;
@@ -304,13 +327,42 @@ pub fn convert_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<Snapshot
     Ok(target)
 }
 
-/// Removes a snapshot file (both forms, should a crash have left two).
+/// Removes a snapshot file (both forms, should a crash have left two),
+/// durably.
 pub fn remove_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<()> {
+    remove_snapshot_files(dir, name)?;
+    dir.barrier()?;
+    Ok(())
+}
+
+/// Removes a snapshot file (both forms); durable only after the store's
+/// next barrier, which the caller runs before releasing its references.
+pub fn remove_snapshot_files(dir: &dyn Store, name: &SnapshotName) -> Result<()> {
     for n in [*name, name.other_form()] {
         dir.delete(&n.file_name())?;
     }
-    dir.barrier()?;
     Ok(())
+}
+
+/// Checks that a snapshot file is whole without decoding its tree: the
+/// gzip stream (if any) ends properly, the header decodes, and the tree
+/// bytes match their checksum. A tree that passes was written by
+/// [`encode`], so it decodes (`lss` marks snapshots that fail). Returns
+/// the header.
+pub fn verify(dir: &dyn Store, name: &SnapshotName) -> Result<Header> {
+    let bytes = read_plain_bytes(dir, name)?;
+    let place = || dir.place(&name.file_name());
+    let mut rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| corrupt(&place(), "it does not start with the snapshot header"))?;
+    let header: Header = rmp_serde::from_read(&mut rest)
+        .map_err(|e| corrupt(&place(), format!("bad header: {e}")))?;
+    let tree = read_bin(&mut rest).map_err(|e| corrupt(&place(), format!("bad tree: {e}")))?;
+    let sum = read_bin(&mut rest).map_err(|e| corrupt(&place(), format!("bad checksum: {e}")))?;
+    if blake3::hash(tree).as_bytes()[..] != sum[..] {
+        return Err(corrupt(&place(), "its checksum does not match its tree"));
+    }
+    Ok(header)
 }
 
 /// Size of a snapshot file.

@@ -4,6 +4,7 @@
 //! content file.
 
 pub mod change;
+pub mod damaged;
 pub mod diff;
 pub mod exclude;
 pub mod find;
@@ -83,6 +84,9 @@ pub fn select(names: &[SnapshotName], back: i64, dir: &Location) -> Result<Snaps
 pub struct BackupOptions {
     pub compress: bool,
     pub force_read: bool,
+    /// Record the snapshot as taken at this time (`bu --time`) instead of
+    /// now. Change detection still uses the real clock.
+    pub time: Option<forget::BackupTime>,
 }
 
 /// What a backup did.
@@ -114,6 +118,13 @@ pub fn backup(
     let existing = format::list_snapshots(snapshots)?;
     let (previous, previous_unusable) = match existing.last() {
         Some(name) => match format::read_snapshot(snapshots, name) {
+            Ok(s) if s.header.salvaged_from.is_some() => (
+                None,
+                Some(format!(
+                    "snapshot {} was salvaged from a damaged one and may lack entries",
+                    name.stamp()
+                )),
+            ),
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e.to_string())),
         },
@@ -174,6 +185,12 @@ pub fn backup(
             write_secs: 0.0,
             elapsed_secs: 0.0,
         },
+        utc_offset: Some(match options.time {
+            Some(t) => t.offset,
+            None => forget::local_offset(started_ns.div_euclid(1_000_000_000)),
+        }),
+        time_ns: options.time.map(|t| t.unix.saturating_mul(1_000_000_000)),
+        salvaged_from: None,
     };
     header.finished_ns = now_nanos() as i64;
     header.stats.write_secs = write_began.elapsed().as_secs_f64();
@@ -250,6 +267,68 @@ pub fn delete(
         name: *name,
         released: tokens.len(),
     })
+}
+
+/// What deleting several snapshots did.
+#[derive(Default)]
+pub struct DeleteMany {
+    pub deleted: Vec<DeleteReport>,
+    /// Snapshots left in place because they could not be read (their
+    /// references cannot be released), with why.
+    pub unreadable: Vec<(SnapshotName, SnapshotError)>,
+}
+
+/// Deletes snapshots in the order given, as [`delete`] does one, but with
+/// one barrier and one index save for all: every file is removed, then
+/// the barrier makes the removals durable, and only then are the lower
+/// counts saved (a crash in between leaves counts too high, never too
+/// low). Each snapshot is read just before its file goes, and its
+/// references are dropped from the in-memory counts at once, so only one
+/// tree is held at a time. A snapshot that cannot be read is left in
+/// place and reported. On an error, the removals so far are still made
+/// durable and their releases saved (best effort) before it is returned.
+pub fn delete_many(
+    snapshots: &dyn Store,
+    repo: &Repository,
+    names: &[SnapshotName],
+    each: &mut dyn FnMut(&DeleteReport),
+) -> Result<DeleteMany> {
+    let mut out = DeleteMany::default();
+    let mut failed = None;
+    for name in names {
+        let tokens = match format::read_snapshot(snapshots, name) {
+            Ok(s) => s.root.tokens(),
+            Err(e) => {
+                out.unreadable.push((*name, e));
+                continue;
+            }
+        };
+        if let Err(e) = format::remove_snapshot_files(snapshots, name) {
+            failed = Some(e);
+            break;
+        }
+        repo.release_contents(&tokens);
+        let report = DeleteReport {
+            name: *name,
+            released: tokens.len(),
+        };
+        each(&report);
+        out.deleted.push(report);
+    }
+    if out.deleted.is_empty() {
+        return match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        };
+    }
+    // The releases are in memory only; they are saved only after the
+    // removals are durable.
+    snapshots.barrier().map_err(SnapshotError::from)?;
+    repo.commit()?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
 }
 
 /// Storage statistics of one snapshot (`lss --storage_stats`).

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::format;
+use super::format::{self, SnapshotError, SnapshotName};
 use crate::content::ContentToken;
 use crate::store::Store;
 
@@ -17,6 +17,20 @@ pub struct Scan {
     pub unreadable: Vec<String>,
     /// Directories that could not be listed, with why.
     pub unreachable: Vec<String>,
+    /// The unreadable snapshots whose bytes are damaged (not those that
+    /// failed to be read at all, e.g. on an I/O error): what
+    /// `check --repair` sets aside.
+    pub damaged: Vec<Damaged>,
+}
+
+/// A snapshot file that was read but does not decode.
+#[derive(Clone, Debug)]
+pub struct Damaged {
+    /// Which of the scanned directories holds it.
+    pub dir: usize,
+    pub name: SnapshotName,
+    /// Its entry in [`Scan::unreadable`].
+    pub message: String,
 }
 
 impl Scan {
@@ -29,7 +43,7 @@ impl Scan {
 /// Reads every snapshot in `dirs`.
 pub fn scan(dirs: &[&dyn Store]) -> Scan {
     let mut scan = Scan::default();
-    for &dir in dirs {
+    for (index, &dir) in dirs.iter().enumerate() {
         let names = match format::list_snapshots(dir) {
             Ok(n) => n,
             Err(e) => {
@@ -49,7 +63,17 @@ pub fn scan(dirs: &[&dyn Store]) -> Scan {
                         *scan.refs.entry(token).or_default() += 1;
                     }
                 }
-                Err(e) => scan.unreadable.push(e.to_string()),
+                Err(e) => {
+                    let message = e.to_string();
+                    if matches!(e, SnapshotError::Corrupt { .. }) {
+                        scan.damaged.push(Damaged {
+                            dir: index,
+                            name,
+                            message: message.clone(),
+                        });
+                    }
+                    scan.unreadable.push(message);
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Crash safety ("Nothing lost"): the real binary's `bu`, `del`, `prune`,
-//! `compress -R` and `compress -A` are killed with SIGKILL at many moments
+//! `compress -R`, `compress -A` and `forget` are killed with SIGKILL at many moments
 //! spread over their whole run, and after every kill:
 //!
 //! 1. `check -R` (no repair) exits 0 or 4 and reports nothing but leftover
@@ -24,7 +24,7 @@
 //! `cargo test --test it crash:: -- --nocapture` runs the fast variant; the soak
 //! (`scripts/crash-soak.sh`) runs the same code with more points. Settings:
 //! - `EPYGIBUS_CRASH_POINTS`: total kill points, rounded up to a multiple of
-//!   five (default 105: 21 per operation kind);
+//!   six (default 126: 21 per operation kind);
 //! - `EPYGIBUS_CRASH_SEED`: seed of the kill delays and tree changes
 //!   (default 1);
 //! - `EPYGIBUS_CRASH_CASES`: independent worlds run in parallel, each with
@@ -98,7 +98,7 @@ impl Settings {
                 Err(_) => default,
             }
         };
-        let points = num("EPYGIBUS_CRASH_POINTS", 105).max(OPS.len() as u64) as usize;
+        let points = num("EPYGIBUS_CRASH_POINTS", 126).max(OPS.len() as u64) as usize;
         Settings {
             per_op: points.div_ceil(OPS.len()),
             seed: num("EPYGIBUS_CRASH_SEED", 1),
@@ -216,14 +216,17 @@ enum Op {
     Prune,
     CompressRepo,
     CompressSnap,
+    /// `forget --keep-last 1`: several snapshots removed in one run.
+    Forget,
 }
 
-const OPS: [Op; 5] = [
+const OPS: [Op; 6] = [
     Op::Bu,
     Op::Del,
     Op::Prune,
     Op::CompressRepo,
     Op::CompressSnap,
+    Op::Forget,
 ];
 
 impl Op {
@@ -240,6 +243,7 @@ impl fmt::Display for Op {
             Op::Prune => "prune",
             Op::CompressRepo => "compress -R",
             Op::CompressSnap => "compress -A",
+            Op::Forget => "forget",
         })
     }
 }
@@ -828,6 +832,11 @@ impl<'s> Case<'s> {
             best = best.min(a.max(b));
         }
         self.durations[Op::CompressSnap.index()] = best;
+        self.tree.mutate(&mut self.rng, false);
+        self.backup(&[], "bu before measuring forget");
+        let d = self.timed(&["forget", "-A", ARCHIVE, "--keep-last", "1"]);
+        self.durations[Op::Forget.index()] = d;
+        self.forget_deleted();
         for (ms, d) in self.stats.durations_ms.iter_mut().zip(self.durations) {
             *ms = d.as_secs_f64() * 1000.0;
         }
@@ -938,6 +947,11 @@ impl<'s> Case<'s> {
 
     /// Kill point `i` of `n` for `op`.
     fn kill_point(&mut self, op: Op, i: usize, n: usize) {
+        if op == Op::Forget && self.snapshots().len() < 3 {
+            // Something to forget: at least two snapshots go.
+            self.tree.mutate(&mut self.rng, false);
+            self.backup(&[], "bu before a forget kill point");
+        }
         let before = self.snapshots();
         let mut manifest = None;
         let list: Vec<String> = match op {
@@ -974,6 +988,7 @@ impl<'s> Case<'s> {
                 }
                 l
             }
+            Op::Forget => args(&["forget", "-A", ARCHIVE, "--keep-last", "1"]),
         };
         let d = self.durations[op.index()].as_secs_f64();
         let step = 1.2 * d / n as f64;
@@ -1090,6 +1105,12 @@ impl<'s> Case<'s> {
                     && removed.len() <= 1
                     && removed.iter().all(|r| Some(r) == oldest.as_ref())
                     && (!finished || removed.len() == 1)
+            }
+            Op::Forget => {
+                let newest = before.last().map(|l| l.stamp.clone());
+                added.is_empty()
+                    && removed.iter().all(|r| Some(r) != newest.as_ref())
+                    && (!finished || removed.len() + 1 == before.len())
             }
             Op::CompressSnap if finished => {
                 added.is_empty()
@@ -1229,7 +1250,7 @@ impl<'s> Case<'s> {
 }
 
 /// Runs one case over its share of the kill grid; the rounds alternate the
-/// operations bu, del, prune, compress -R, compress -A.
+/// operations bu, del, prune, compress -R, compress -A, forget.
 fn run_case(id: usize, settings: &Settings) -> Stats {
     let mut case = Case::new(id, settings);
     case.setup();
