@@ -23,6 +23,7 @@ macro_rules! outln {
 mod archive;
 mod attach;
 mod backup;
+mod browse;
 mod check;
 mod output;
 mod progress;
@@ -150,6 +151,36 @@ enum Command {
     /// Example: epygibus ls -A docs ~/Documents
     #[command(alias = "ldc")]
     Ls(restore::LsArgs),
+    /// Show what changed between two snapshots, or since a snapshot on disk.
+    ///
+    /// One line per change with restic's markers: `+` added, `-` removed,
+    /// `M` content changed, `T` type changed, `U` mode, owner or mtime only
+    /// (with --metadata); directories end in `/`; then a summary. Without
+    /// --back the newest snapshot is compared with the one before; --back I
+    /// compares snapshot I with the newest, --back I --back J snapshot I
+    /// with J. --live compares with the files on disk now, reading only
+    /// those whose size or times changed and storing nothing.
+    ///
+    /// Examples: epygibus diff -A docs; epygibus diff -A docs --back 5 ~/Documents/taxes;
+    /// epygibus diff -A docs --live
+    Diff(browse::DiffArgs),
+    /// Find entries matching globs in every snapshot of archives.
+    ///
+    /// Globs follow the exclude rules: without `/` they match a name at any
+    /// depth (`*.odt`, `notes.txt`), with `/` the whole absolute path
+    /// (`/home/*/Documents/**/*.pdf`). A snapshot that cannot be read is
+    /// reported and the others searched (exit status 3).
+    ///
+    /// Examples: epygibus find -A docs 'cv*.odt'; epygibus find --all --newest 2026-06-30 '*.xlsx'
+    Find(browse::FindArgs),
+    /// List each distinct version of a file across an archive's snapshots.
+    ///
+    /// Each version appears once, with the first and last snapshot holding
+    /// it, its size, mtime and content token, and the `extract` command
+    /// that gets it back.
+    ///
+    /// Example: epygibus history -A docs ~/Documents/notes.txt
+    History(browse::HistoryArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -276,6 +307,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
         Command::Ls(a) => restore::ls(&ctx, a),
+        Command::Diff(a) => browse::diff(&ctx, a),
+        Command::Find(a) => browse::find(&ctx, a),
+        Command::History(a) => browse::history_cmd(&ctx, a),
     }
 }
 
@@ -300,6 +334,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("Backing up", &["bu", "lss", "del"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
+    ("Finding a lost version", &["diff", "find", "history"]),
     (
         "Housekeeping",
         &[

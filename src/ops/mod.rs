@@ -9,6 +9,8 @@ pub mod archive;
 pub mod attach;
 pub mod backup;
 pub mod check;
+pub mod diff;
+pub mod find;
 pub mod housekeeping;
 pub mod restore;
 pub mod source;
