@@ -5,6 +5,7 @@ use std::io;
 use std::path::Path;
 
 use super::codec::ContentReader;
+use super::ranged::RangedContent;
 use super::layout::content_name;
 use super::source::create_target;
 use super::{ContentError, ContentToken, Repository, Result, StoredForm, hash_reader};
@@ -29,6 +30,25 @@ impl Repository {
         let form = self.indexed_form(token);
         match self.open_content(token, form)? {
             Some((object, form)) => Ok(ContentReader::new(object, form)),
+            None => Err(ContentError::MissingContent {
+                token: *token,
+                place: self.store.place(&content_name(token, form)),
+            }),
+        }
+    }
+
+    /// The content opened for reads at any offset, for readers that seek
+    /// (the mount): see [`RangedContent`]. Memory stays a few buffers
+    /// whatever the content's size. Unlike a whole read, nothing here
+    /// checks the token: `check --read-data` does.
+    pub fn open_contents_ranged(&self, token: &ContentToken) -> Result<RangedContent> {
+        let form = self.indexed_form(token);
+        match self.find_content(token, form) {
+            Some(found) => Ok(RangedContent::new(
+                self.store.clone(),
+                content_name(token, found),
+                found,
+            )),
             None => Err(ContentError::MissingContent {
                 token: *token,
                 place: self.store.place(&content_name(token, form)),
