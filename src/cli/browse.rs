@@ -88,6 +88,21 @@ pub struct HistoryArgs {
     path: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Archive(s) to show (default: every configured archive).
+    #[arg(short = 'A', long = "archive", value_name = "NAME")]
+    archives: Vec<String>,
+    /// List an archive's snapshots again at most every SECONDS, so new
+    /// backups appear without remounting.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    refresh: u64,
+    /// Where to mount: an existing, empty directory.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+}
+
 /// Writes bytes to stdout as they are (paths need not be UTF-8).
 fn out_bytes(bytes: &[u8]) {
     let _ = std::io::stdout().lock().write_all(bytes);
@@ -571,4 +586,32 @@ mod tests {
         assert_eq!(shell_quote("/home/u/my file"), "'/home/u/my file'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
+}
+
+pub fn mount(ctx: &Context, args: MountArgs) -> anyhow::Result<u8> {
+    use crate::mount::Ended;
+    use crate::ops::mount::{Catalog, MountRequest, check_mount_point};
+    let dir = crate::snapshot::retrieve::absolute(&args.dir);
+    check_mount_point(&dir)?;
+    crate::mount::check_fuse()?;
+    let req = MountRequest {
+        archives: args.archives.clone(),
+        refresh: std::time::Duration::from_secs(args.refresh),
+    };
+    let catalog = Catalog::open(ctx, &req)?;
+    let shown = catalog.archive_names().join(", ");
+    let ended = crate::mount::serve(catalog, &dir, || {
+        eprintln!(
+            "epygibus: {shown} mounted read-only on {d}; Ctrl-C or `fusermount3 -u {d}` unmounts",
+            d = dir.display()
+        );
+    })?;
+    match ended {
+        Ended::Detached => eprintln!(
+            "epygibus: {} was still in use, so it was detached: it is gone from the directory tree, and released when the last program using it lets go",
+            dir.display()
+        ),
+        Ended::Signal | Ended::Unmounted => eprintln!("epygibus: unmounted {}", dir.display()),
+    }
+    Ok(EXIT_OK)
 }

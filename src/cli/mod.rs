@@ -181,6 +181,18 @@ enum Command {
     ///
     /// Example: epygibus history -A docs ~/Documents/notes.txt
     History(browse::HistoryArgs),
+    /// Mount snapshots read-only as files (FUSE) until Ctrl-C.
+    ///
+    /// DIR/<archive>/<snapshot>/ holds each snapshot's backed-up paths with
+    /// their sizes, modes, owners, times, symlinks and hard links, and
+    /// DIR/<archive>/latest points at the newest. Content is read from the
+    /// repository as programs read it. New snapshots appear within
+    /// --refresh seconds. Ctrl-C, SIGTERM or `fusermount3 -u DIR`
+    /// unmounts. Needs /dev/fuse and, as a regular user, fusermount3
+    /// (Debian package fuse3).
+    ///
+    /// Example: mkdir -p ~/backups && epygibus mount -A docs ~/backups
+    Mount(browse::MountArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -310,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(a) => browse::diff(&ctx, a),
         Command::Find(a) => browse::find(&ctx, a),
         Command::History(a) => browse::history_cmd(&ctx, a),
+        Command::Mount(a) => browse::mount(&ctx, a),
     }
 }
 
@@ -334,7 +347,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("Backing up", &["bu", "lss", "del"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
-    ("Finding a lost version", &["diff", "find", "history"]),
+    ("Finding a lost version", &["diff", "find", "history", "mount"]),
     (
         "Housekeeping",
         &[

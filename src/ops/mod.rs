@@ -12,6 +12,7 @@ pub mod check;
 pub mod diff;
 pub mod find;
 pub mod housekeeping;
+pub mod mount;
 pub mod restore;
 pub mod source;
 
