@@ -9,6 +9,7 @@ mod world;
 
 mod attach;
 mod backup_cli;
+mod browse;
 mod concurrency;
 mod crash;
 mod house;
