@@ -121,7 +121,9 @@ pub fn diff(ctx: &Context, args: DiffArgs) -> anyhow::Result<u8> {
     let (old, new) = match DiffRequest::sides(&args.back, args.live) {
         Ok(sides) => sides,
         // A bad combination of options is a command-line error (status 2).
-        Err(e) => clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, format!("{e}\n")).exit(),
+        Err(e) => {
+            clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, format!("{e}\n")).exit()
+        }
     };
     let req = DiffRequest {
         source: args.source.spec(),
@@ -174,7 +176,10 @@ fn print_diff(o: &DiffOutcome) {
     outln!("Added:    {}", size(s.bytes_added));
     outln!("Removed:  {}", size(s.bytes_removed));
     if o.new.is_none() {
-        outln!("Read:     {} files (the others are unchanged by size and times)", o.files_read);
+        outln!(
+            "Read:     {} files (the others are unchanged by size and times)",
+            o.files_read
+        );
     }
 }
 
@@ -399,7 +404,11 @@ fn extract_command(
         SourceSpec::Archive(a) => format!("-A {}", shell_quote(a)),
         SourceSpec::SnapshotDir(d) => format!("-E {}", shell_quote(&lossy(d))),
     };
-    let what = if v.kind == Kind::Dir { "--dir" } else { "--file" };
+    let what = if v.kind == Kind::Dir {
+        "--dir"
+    } else {
+        "--file"
+    };
     format!(
         "epygibus extract {source} --back {} {what} {}",
         v.last.back,
@@ -410,8 +419,7 @@ fn extract_command(
 /// Quotes for a POSIX shell when needed.
 fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_./-+:=@,".contains(&b));
     if plain {
         s.to_owned()
@@ -428,7 +436,14 @@ fn print_history(h: &HistoryOutcome, spec: &SourceSpec) {
         h.snapshots
     );
     let mut t = super::output::Table::new(&[
-        "#", "first", "last", "snapshots", "kind", "size", "modified", "content",
+        "#",
+        "first",
+        "last",
+        "snapshots",
+        "kind",
+        "size",
+        "modified",
+        "content",
     ]);
     for (i, v) in h.versions.iter().enumerate() {
         let content = match (&v.token, &v.target, v.same_as) {
@@ -552,42 +567,6 @@ fn check_range(args: &FindArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes_as_ls_shows_them() {
-        assert_eq!(mode_string(Kind::File, 0o100644), "-rw-r--r--");
-        assert_eq!(mode_string(Kind::Dir, 0o41777), "drwxrwxrwt");
-        assert_eq!(mode_string(Kind::File, 0o104755), "-rwsr-xr-x");
-        assert_eq!(mode_string(Kind::File, 0o102644), "-rw-r-Sr--");
-        assert_eq!(mode_string(Kind::Link, 0o120777), "lrwxrwxrwx");
-    }
-
-    #[test]
-    fn times_parse() {
-        let z = parse_time("2026-11-27T08:42:00Z", false).unwrap();
-        assert_eq!(z, Civil::parse_dashed("2026-11-27-08-42-00").unwrap().to_unix() * 1_000_000_000);
-        assert_eq!(parse_time("2026-11-27-08-42-00", true).unwrap(), z);
-        let start = parse_time("2026-11-27", false).unwrap();
-        let end = parse_time("2026-11-27", true).unwrap();
-        assert!(end - start >= 23 * 3600 * 1_000_000_000 - 1, "{start} {end}");
-        assert!(parse_time("2026-11-27 08:42", false).is_ok());
-        assert!(parse_time("2026-11-27 08:42:05", false).is_ok());
-        for bad in ["yesterday", "2026-13-01", "", "27/11/2026"] {
-            assert!(parse_time(bad, false).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("/home/u/a.txt"), "/home/u/a.txt");
-        assert_eq!(shell_quote("/home/u/my file"), "'/home/u/my file'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
-}
-
 pub fn mount(ctx: &Context, args: MountArgs) -> anyhow::Result<u8> {
     use crate::mount::Ended;
     use crate::ops::mount::{Catalog, MountRequest, check_mount_point};
@@ -614,4 +593,49 @@ pub fn mount(ctx: &Context, args: MountArgs) -> anyhow::Result<u8> {
         Ended::Signal | Ended::Unmounted => eprintln!("epygibus: unmounted {}", dir.display()),
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_as_ls_shows_them() {
+        assert_eq!(mode_string(Kind::File, 0o100644), "-rw-r--r--");
+        assert_eq!(mode_string(Kind::Dir, 0o41777), "drwxrwxrwt");
+        assert_eq!(mode_string(Kind::File, 0o104755), "-rwsr-xr-x");
+        assert_eq!(mode_string(Kind::File, 0o102644), "-rw-r-Sr--");
+        assert_eq!(mode_string(Kind::Link, 0o120777), "lrwxrwxrwx");
+    }
+
+    #[test]
+    fn times_parse() {
+        let z = parse_time("2026-11-27T08:42:00Z", false).unwrap();
+        assert_eq!(
+            z,
+            Civil::parse_dashed("2026-11-27-08-42-00")
+                .unwrap()
+                .to_unix()
+                * 1_000_000_000
+        );
+        assert_eq!(parse_time("2026-11-27-08-42-00", true).unwrap(), z);
+        let start = parse_time("2026-11-27", false).unwrap();
+        let end = parse_time("2026-11-27", true).unwrap();
+        assert!(
+            end - start >= 23 * 3600 * 1_000_000_000 - 1,
+            "{start} {end}"
+        );
+        assert!(parse_time("2026-11-27 08:42", false).is_ok());
+        assert!(parse_time("2026-11-27 08:42:05", false).is_ok());
+        for bad in ["yesterday", "2026-13-01", "", "27/11/2026"] {
+            assert!(parse_time(bad, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/home/u/a.txt"), "/home/u/a.txt");
+        assert_eq!(shell_quote("/home/u/my file"), "'/home/u/my file'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

@@ -347,7 +347,10 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("Backing up", &["bu", "lss", "del"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
-    ("Finding a lost version", &["diff", "find", "history", "mount"]),
+    (
+        "Finding a lost version",
+        &["diff", "find", "history", "mount"],
+    ),
     (
         "Housekeeping",
         &[

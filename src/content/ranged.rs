@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(off, content.len() as u64);
         assert_eq!(r.known_members(), 5, "one start per 1 MiB member");
         // A jump back lands on a known member start.
-        assert_eq!(read(&mut r, 3 * CHUNK as u64 + 3, 4), &content[3 * CHUNK + 3..][..4]);
+        assert_eq!(
+            read(&mut r, 3 * CHUNK as u64 + 3, 4),
+            &content[3 * CHUNK + 3..][..4]
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::io;
 use std::path::Path;
 
 use super::codec::ContentReader;
-use super::ranged::RangedContent;
 use super::layout::content_name;
+use super::ranged::RangedContent;
 use super::source::create_target;
 use super::{ContentError, ContentToken, Repository, Result, StoredForm, hash_reader};
 use crate::clock::now_secs;

@@ -58,7 +58,9 @@ fn time_of(ns: i64) -> SystemTime {
 /// What a place is, resolved against its snapshot.
 enum Found<'t> {
     /// A directory the mount makes up (root, archive).
-    Made { children: u32 },
+    Made {
+        children: u32,
+    },
     Latest(String),
     Dir(&'t DirNode),
     Node(&'t Node),
@@ -120,7 +122,14 @@ impl SnapshotFs {
         }
     }
 
-    fn made_attr(&self, ino: u64, kind: FileType, size: u64, nlink: u32, time: SystemTime) -> FileAttr {
+    fn made_attr(
+        &self,
+        ino: u64,
+        kind: FileType,
+        size: u64,
+        nlink: u32,
+        time: SystemTime,
+    ) -> FileAttr {
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -130,7 +139,11 @@ impl SnapshotFs {
             ctime: time,
             crtime: time,
             kind,
-            perm: if kind == FileType::Symlink { 0o777 } else { 0o555 },
+            perm: if kind == FileType::Symlink {
+                0o777
+            } else {
+                0o555
+            },
             nlink,
             uid: self.uid,
             gid: self.gid,
@@ -142,8 +155,9 @@ impl SnapshotFs {
 
     fn attr(&self, ino: u64, place: &Place) -> Result<(FileAttr, Duration), Errno> {
         let archive_time = |a: usize| {
-            self.latest(a)
-                .map_or(self.started, |n| time_of(n.secs.saturating_mul(1_000_000_000)))
+            self.latest(a).map_or(self.started, |n| {
+                time_of(n.secs.saturating_mul(1_000_000_000))
+            })
         };
         let ttl = match place {
             Place::Root | Place::Archive(_) | Place::Latest(_) => TTL_LISTING,
@@ -159,12 +173,22 @@ impl SnapshotFs {
                     self.made_attr(ino, FileType::Directory, 0, 2 + children, time)
                 }
                 Found::Latest(target) => {
-                    let Place::Latest(a) = place else { unreachable!() };
-                    self.made_attr(ino, FileType::Symlink, target.len() as u64, 1, archive_time(*a))
+                    let Place::Latest(a) = place else {
+                        unreachable!()
+                    };
+                    self.made_attr(
+                        ino,
+                        FileType::Symlink,
+                        target.len() as u64,
+                        1,
+                        archive_time(*a),
+                    )
                 }
                 Found::Dir(d) => recorded(ino, FileType::Directory, &d.attrs, 0),
                 Found::Node(Node::Dir(d)) => recorded(ino, FileType::Directory, &d.attrs, 0),
-                Found::Node(Node::File(f)) => recorded(ino, FileType::RegularFile, &f.attrs, f.size),
+                Found::Node(Node::File(f)) => {
+                    recorded(ino, FileType::RegularFile, &f.attrs, f.size)
+                }
                 Found::Node(Node::Link(l)) => {
                     recorded(ino, FileType::Symlink, &l.attrs, l.target.len() as u64)
                 }
@@ -334,7 +358,9 @@ fn recorded(ino: u64, kind: FileType, a: &Attrs, size: u64) -> FileAttr {
 impl Filesystem for SnapshotFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Let the kernel read ahead as far as it will: content is streamed.
-        let _ = config.set_max_readahead(u32::MAX).or_else(|max| config.set_max_readahead(max));
+        let _ = config
+            .set_max_readahead(u32::MAX)
+            .or_else(|max| config.set_max_readahead(max));
         Ok(())
     }
 
@@ -439,7 +465,14 @@ impl Filesystem for SnapshotFs {
         reply.ok();
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -472,7 +505,10 @@ impl Filesystem for SnapshotFs {
                 lock(&self.inodes).number(up, None)
             }
         };
-        let dots = [(ino.0, FileType::Directory, &b"."[..]), (parent, FileType::Directory, b"..")];
+        let dots = [
+            (ino.0, FileType::Directory, &b"."[..]),
+            (parent, FileType::Directory, b".."),
+        ];
         let mut i = offset as usize;
         while i < dots.len() + children.len() {
             let full = if i < dots.len() {

@@ -27,6 +27,10 @@ pub enum MountError {
     )]
     NoDevice(PathBuf),
     #[error(
+        "{0} cannot be opened by this user ({1}); mounting as a regular user needs it readable and writable by everyone (mode 0666, as Debian's fuse3 sets it up), or mount as root"
+    )]
+    DeviceAccess(PathBuf, io::Error),
+    #[error(
         "mounting as a regular user needs `fusermount3`, which is not installed: install Debian's package fuse3 (`apt-get install fuse3`)"
     )]
     NoFusermount,
@@ -58,8 +62,21 @@ fn check_fuse_at(device: &Path, root: bool) -> Result<(), MountError> {
     if !device.exists() {
         return Err(MountError::NoDevice(device.to_owned()));
     }
-    if !root && fusermount().is_none() {
+    if root {
+        return Ok(());
+    }
+    if fusermount().is_none() {
         return Err(MountError::NoFusermount);
+    }
+    // fuser (as libfuse) opens the device itself and leaves only the
+    // mount to fusermount3. Opening it makes an unused connection, which
+    // closing drops.
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+    {
+        return Err(MountError::DeviceAccess(device.to_owned(), e));
     }
     Ok(())
 }

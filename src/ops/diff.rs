@@ -80,8 +80,7 @@ pub fn diff_snapshots(
 ) -> Result<DiffOutcome> {
     let source = Source::resolve(ctx, &req.source)?;
     let names = source.snapshots()?;
-    if names.len() < 2 && req.new != NewSide::Live && req.old == 1 && req.new == NewSide::Back(0)
-    {
+    if names.len() < 2 && req.new != NewSide::Live && req.old == 1 && req.new == NewSide::Back(0) {
         return Err(OpError::Invalid(format!(
             "archive has only {} snapshot(s) in {}, so there is nothing to compare with; use --live to compare the newest with the files on disk",
             names.len(),
@@ -179,7 +178,8 @@ mod tests {
     #[test]
     fn back_values_select_sides() {
         use NewSide::*;
-        let table: &[(&[i64], bool, Option<(i64, NewSide)>)] = &[
+        type Row<'a> = (&'a [i64], bool, Option<(i64, NewSide)>);
+        let table: &[Row] = &[
             (&[], false, Some((1, Back(0)))),
             (&[], true, Some((0, Live))),
             (&[3], false, Some((3, Back(0)))),

@@ -10,13 +10,13 @@ use rayon::prelude::*;
 
 use super::source::{Source, SourceSpec, archive};
 use super::{Context, OpError, Result};
+use crate::snapshot::ArchiveError;
 use crate::snapshot::find::{Match, Patterns, TimeRange, find};
 use crate::snapshot::format::{self, SnapshotName};
 use crate::snapshot::history::{History, Version};
 use crate::snapshot::lookup::node_at;
 use crate::snapshot::model::DirNode;
 use crate::snapshot::retrieve;
-use crate::snapshot::ArchiveError;
 
 /// Which archives `find` searches, and for what.
 #[derive(Clone, Debug)]
@@ -122,7 +122,11 @@ pub struct HistoryOutcome {
 }
 
 /// Every distinct version of `path` across the snapshots of `source`.
-pub fn history(ctx: &Context, source: &SourceSpec, path: &std::path::Path) -> Result<HistoryOutcome> {
+pub fn history(
+    ctx: &Context,
+    source: &SourceSpec,
+    path: &std::path::Path,
+) -> Result<HistoryOutcome> {
     let source = Source::resolve(ctx, source)?;
     let names = source.snapshots()?;
     let path = retrieve::absolute(path);

@@ -42,12 +42,15 @@ struct Shown {
     listing: Mutex<(Vec<SnapshotName>, Instant)>,
 }
 
+/// A decoded tree kept, by (archive, snapshot time).
+type KeptTree = ((usize, i64), Arc<Snapshot>);
+
 /// The archives a mount shows.
 pub struct Catalog {
     archives: Vec<Shown>,
     refresh: Duration,
     /// Recently used trees, most recent last.
-    trees: Mutex<Vec<((usize, i64), Arc<Snapshot>)>>,
+    trees: Mutex<Vec<KeptTree>>,
 }
 
 /// Checks the mount point: an existing, empty directory that nothing is
@@ -72,7 +75,8 @@ pub fn check_mount_point(dir: &Path) -> Result<()> {
         ));
     }
     let parent = dir.join("..");
-    let busy = std::fs::metadata(&parent).is_ok_and(|p| p.dev() != meta.dev() || p.ino() == meta.ino());
+    let busy =
+        std::fs::metadata(&parent).is_ok_and(|p| p.dev() != meta.dev() || p.ino() == meta.ino());
     if busy {
         return bad(format!(
             "{} is busy: something is mounted on it already; unmount it (`fusermount3 -u {}` or `umount`) or choose another directory",
@@ -176,7 +180,11 @@ impl Catalog {
             .ok_or_else(|| {
                 OpError::Invalid(format!(
                     "snapshot {} of archive `{}` is gone",
-                    SnapshotName { secs, compressed: false }.stamp(),
+                    SnapshotName {
+                        secs,
+                        compressed: false
+                    }
+                    .stamp(),
                     a.name
                 ))
             })?;
@@ -234,7 +242,9 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let e = check_mount_point(&file).unwrap_err().to_string();
         assert!(e.contains("not a directory"), "{e}");
-        let e = check_mount_point(&t.path().join("missing")).unwrap_err().to_string();
+        let e = check_mount_point(&t.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot be used"), "{e}");
         // `/` is its own parent: a mount point of sorts, refused.
         let e = check_mount_point(Path::new("/")).unwrap_err().to_string();

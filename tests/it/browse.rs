@@ -89,21 +89,40 @@ fn diff_shows_every_kind_of_change_with_restics_markers() {
         assert!(words.iter().any(|w| w == line), "{line} in {out}");
     }
     // The same as naming both snapshots.
-    assert_eq!(env.ok(&["diff", "-A", "a", "--back", "1", "--back", "0"]), out);
+    assert_eq!(
+        env.ok(&["diff", "-A", "a", "--back", "1", "--back", "0"]),
+        out
+    );
     // --metadata adds the chmod; a path limits the diff.
     let meta = env.ok(&["diff", "-A", "a", "--metadata"]);
-    assert!(change_lines(&meta).contains(&format!("U {}", p("chmod.txt"))), "{meta}");
+    assert!(
+        change_lines(&meta).contains(&format!("U {}", p("chmod.txt"))),
+        "{meta}"
+    );
     let under = env.ok(&["diff", "-A", "a", &p("new")]);
-    assert_eq!(change_lines(&under), [format!("+ {}", p("new/")), format!("+ {}", p("new/b.txt"))]);
+    assert_eq!(
+        change_lines(&under),
+        [format!("+ {}", p("new/")), format!("+ {}", p("new/b.txt"))]
+    );
     // Reversed: what was added is removed.
     let back = env.ok(&["diff", "-A", "a", "--back", "0", "--back", "1"]);
-    assert!(change_lines(&back).contains(&format!("- {}", p("new/b.txt"))), "{back}");
+    assert!(
+        change_lines(&back).contains(&format!("- {}", p("new/b.txt"))),
+        "{back}"
+    );
 
-    let json = env.run(&["diff", "-A", "a", "--json"]).code(0).quiet().json();
+    let json = env
+        .run(&["diff", "-A", "a", "--json"])
+        .code(0)
+        .quiet()
+        .json();
     let changes = json["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 8);
     let d2f = changes.iter().find(|c| c["path"] == p("d2f")).unwrap();
-    assert_eq!((&d2f["modifier"], &d2f["old"], &d2f["new"]), (&Value::from("T"), &Value::from("dir"), &Value::from("file")));
+    assert_eq!(
+        (&d2f["modifier"], &d2f["old"], &d2f["new"]),
+        (&Value::from("T"), &Value::from("dir"), &Value::from("file"))
+    );
     assert_eq!(json["summary"]["added"]["files"], 1);
     assert_eq!(json["summary"]["removed"]["dirs"], 1);
     assert_eq!(json["summary"]["bytes_added"], 13 + 3 + 10);
@@ -123,7 +142,9 @@ fn diff_bad_input_changes_nothing() {
     let e = env.fail(&["diff", "-A", "nope"]);
     assert!(e.contains("nope"), "{e}");
     // Three --back values, or two with --live: a bad command line.
-    let r = env.run(&["diff", "-A", "a", "--back", "1", "--back", "0", "--back", "2"]);
+    let r = env.run(&[
+        "diff", "-A", "a", "--back", "1", "--back", "0", "--back", "2",
+    ]);
     assert_eq!(r.code, Some(2), "{r:?}");
     let r = env.run(&["diff", "-A", "a", "--live", "--back", "1", "--back", "0"]);
     assert_eq!(r.code, Some(2), "{r:?}");
@@ -144,8 +165,12 @@ fn strace_paths(log: &str, under: &Path) -> BTreeSet<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let mut out = BTreeSet::new();
     for line in log.lines().filter(|l| l.contains("open")) {
-        let Some(start) = line.find('"') else { continue };
-        let Some(len) = line[start + 1..].find('"') else { continue };
+        let Some(start) = line.find('"') else {
+            continue;
+        };
+        let Some(len) = line[start + 1..].find('"') else {
+            continue;
+        };
         let quoted = &line[start + 1..start + 1 + len];
         let bytes: Option<Vec<u8>> = quoted
             .split("\\x")
@@ -175,7 +200,11 @@ fn diff_live_reads_only_files_a_backup_would_read_and_stores_nothing() {
     write_file(&t.join("f03"), &text(3001, 99), 0o644);
     // Touched without a change in content: read, and shown only as U.
     let f07 = t.join("f07");
-    crate::world::set_times(&f07, crate::world::ns(1_500_000_000, 0), crate::world::ns(1_500_000_000, 0));
+    crate::world::set_times(
+        &f07,
+        crate::world::ns(1_500_000_000, 0),
+        crate::world::ns(1_500_000_000, 0),
+    );
     write_file(&t.join("new.txt"), b"new", 0o644);
     write_file(&t.join("junk.tmp"), b"excluded", 0o644);
     fs::remove_file(t.join("f11")).unwrap();
@@ -185,7 +214,11 @@ fn diff_live_reads_only_files_a_backup_would_read_and_stores_nothing() {
     let out = env.ok(&["diff", "-A", "a", "--live"]);
     assert_eq!(
         change_lines(&out),
-        [format!("M {}", p("f03")), format!("- {}", p("f11")), format!("+ {}", p("new.txt"))],
+        [
+            format!("M {}", p("f03")),
+            format!("- {}", p("f11")),
+            format!("+ {}", p("new.txt"))
+        ],
         "{out}"
     );
     assert!(out.contains("Read:     3 files"), "{out}");
@@ -193,20 +226,47 @@ fn diff_live_reads_only_files_a_backup_would_read_and_stores_nothing() {
     let json: Value = serde_json::from_str(&meta).unwrap();
     assert_eq!(json["new"]["live"], true);
     assert_eq!(json["new"]["files_read"], 3);
-    let paths: Vec<&str> = json["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
     assert!(paths.contains(&p("f07").as_str()), "{meta}");
-    assert_eq!(fs_state(&env.location()), before, "diff --live wrote to the backup location");
+    assert_eq!(
+        fs_state(&env.location()),
+        before,
+        "diff --live wrote to the backup location"
+    );
 
-    let has_strace = Command::new("strace").args(["-o", "/dev/null", "true"]).status().is_ok_and(|s| s.success());
+    let has_strace = Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !has_strace {
         eprintln!("SKIP: diff --live under strace: strace not installed");
         return;
     }
     let log = env.root().join("strace.log");
     let mut wrapper = vec![OsStr::new("strace")];
-    wrapper.extend(["-f", "-qq", "-xx", "-s", "65536", "-e", "trace=open,openat,openat2,creat", "-o"].map(OsStr::new));
+    wrapper.extend(
+        [
+            "-f",
+            "-qq",
+            "-xx",
+            "-s",
+            "65536",
+            "-e",
+            "trace=open,openat,openat2,creat",
+            "-o",
+        ]
+        .map(OsStr::new),
+    );
     wrapper.push(log.as_os_str());
-    let run = env.exec(env.wrapped(&wrapper).args(["diff", "-A", "a", "--live"]), "strace diff --live");
+    let run = env.exec(
+        env.wrapped(&wrapper).args(["diff", "-A", "a", "--live"]),
+        "strace diff --live",
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     let opened = strace_paths(&fs::read_to_string(&log).unwrap(), &t);
     let want: BTreeSet<PathBuf> = [t.join("f03"), f07, t.join("new.txt")].into();
@@ -245,7 +305,11 @@ fn find_searches_every_snapshot_and_reports_a_damaged_one() {
     env.ok(&["bu", "-A", "x", "-A", "y"]);
     write_file(&x.join("docs/report.odt"), b"version 2", 0o644);
     write_file(&x.join("old/report.odt"), b"v0", 0o644);
-    crate::world::set_times(&x.join("old/report.odt"), crate::world::ns(1_000_000_000, 0), crate::world::ns(1_000_000_000, 0));
+    crate::world::set_times(
+        &x.join("old/report.odt"),
+        crate::world::ns(1_000_000_000, 0),
+        crate::world::ns(1_000_000_000, 0),
+    );
     env.ok(&["bu", "-A", "x"]);
     env.ok(&["bu", "-A", "x"]);
 
@@ -254,11 +318,27 @@ fn find_searches_every_snapshot_and_reports_a_damaged_one() {
     assert_eq!(hits, 1 + 2 + 2, "{out}");
     assert_eq!(out.matches("Snapshot ").count(), 3, "{out}");
     // Globs with `/`: the absolute path; several patterns.
-    let out = env.ok(&["find", "-A", "x", &format!("{}/*/*.txt", x.display()), "nothing"]);
-    assert_eq!(out.lines().filter(|l| l.contains("notes.txt")).count(), 3, "{out}");
+    let out = env.ok(&[
+        "find",
+        "-A",
+        "x",
+        &format!("{}/*/*.txt", x.display()),
+        "nothing",
+    ]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("notes.txt")).count(),
+        3,
+        "{out}"
+    );
     // --all and two archives agree; JSON says which archive.
-    let all = env.run(&["find", "--all", "report.odt", "--json"]).code(0).json();
-    let two = env.run(&["find", "-A", "x", "-A", "y", "report.odt", "--json"]).code(0).json();
+    let all = env
+        .run(&["find", "--all", "report.odt", "--json"])
+        .code(0)
+        .json();
+    let two = env
+        .run(&["find", "-A", "x", "-A", "y", "report.odt", "--json"])
+        .code(0)
+        .json();
     assert_eq!(all, two);
     let archives = all["archives"].as_array().unwrap();
     assert_eq!(archives.len(), 2);
@@ -268,11 +348,38 @@ fn find_searches_every_snapshot_and_reports_a_damaged_one() {
     assert_eq!(y_hit["permissions"], "-rw-------");
     assert_eq!(archives[0]["searched"], 3);
     // Times: the old file only with --newest before 2002, only the others after.
-    let old = env.run(&["find", "-A", "x", "report.odt", "--newest", "2002-01-01", "--json"]).code(0).json();
-    let n: usize = old["archives"][0]["snapshots"].as_array().unwrap().iter().map(|s| s["hits"].as_u64().unwrap() as usize).sum();
+    let old = env
+        .run(&[
+            "find",
+            "-A",
+            "x",
+            "report.odt",
+            "--newest",
+            "2002-01-01",
+            "--json",
+        ])
+        .code(0)
+        .json();
+    let n: usize = old["archives"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hits"].as_u64().unwrap() as usize)
+        .sum();
     assert_eq!(n, 2);
-    let newer = env.ok(&["find", "-A", "x", "report.odt", "--oldest", "2002-01-01T00:00:00Z"]);
-    assert_eq!(newer.lines().filter(|l| l.ends_with("report.odt")).count(), 3, "{newer}");
+    let newer = env.ok(&[
+        "find",
+        "-A",
+        "x",
+        "report.odt",
+        "--oldest",
+        "2002-01-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        newer.lines().filter(|l| l.ends_with("report.odt")).count(),
+        3,
+        "{newer}"
+    );
 
     // Bad input: nothing searched, one clear sentence.
     let e = env.fail(&["find", "-A", "x", "rep[ort"]);
@@ -286,9 +393,24 @@ fn find_searches_every_snapshot_and_reports_a_damaged_one() {
     let bad = damage(&xdir, 1);
     let r = env.run(&["find", "-A", "x", "report.odt"]).code(3);
     assert!(r.stderr.contains(&bad.display().to_string()), "{r:?}");
-    assert_eq!(r.stdout.lines().filter(|l| l.ends_with("report.odt")).count(), 1 + 2, "{r:?}");
-    let j = env.run(&["find", "-A", "x", "report.odt", "--json"]).code(3).json();
-    let errors: Vec<&Value> = j["archives"][0]["snapshots"].as_array().unwrap().iter().filter(|s| s.get("error").is_some()).collect();
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.ends_with("report.odt"))
+            .count(),
+        1 + 2,
+        "{r:?}"
+    );
+    let j = env
+        .run(&["find", "-A", "x", "report.odt", "--json"])
+        .code(3)
+        .json();
+    let errors: Vec<&Value> = j["archives"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.get("error").is_some())
+        .collect();
     assert_eq!(errors.len(), 1);
 }
 
@@ -300,25 +422,54 @@ fn history_lists_each_version_once_and_how_to_get_it_back() {
     env.new_repo("r");
     write_file(&f, b"version A", 0o644);
     let dir = env.new_archive("a", "r", &[&t], &[]);
-    for content in [&b"version A"[..], b"version A", b"version B!", b"version A", b"version A"] {
+    for content in [
+        &b"version A"[..],
+        b"version A",
+        b"version B!",
+        b"version A",
+        b"version A",
+    ] {
         if fs::read(&f).unwrap() != content {
             write_file(&f, content, 0o644);
         }
         env.ok(&["bu", "-A", "a"]);
     }
     let out = env.ok(&["history", "-A", "a", f.to_str().unwrap()]);
-    assert!(out.starts_with(&format!("3 versions of {} in 5 snapshots:", f.display())), "{out}");
+    assert!(
+        out.starts_with(&format!("3 versions of {} in 5 snapshots:", f.display())),
+        "{out}"
+    );
     assert!(out.contains("same as #1"), "{out}");
-    let j = env.run(&["history", "-A", "a", f.to_str().unwrap(), "--json"]).code(0).json();
+    let j = env
+        .run(&["history", "-A", "a", f.to_str().unwrap(), "--json"])
+        .code(0)
+        .json();
     let v = j["versions"].as_array().unwrap();
     assert_eq!(v.len(), 3);
-    assert_eq!((v[0]["snapshots"].as_u64(), v[1]["snapshots"].as_u64(), v[2]["snapshots"].as_u64()), (Some(2), Some(1), Some(2)));
-    assert_eq!((&v[0]["last"]["back"], &v[1]["last"]["back"], &v[2]["last"]["back"]), (&Value::from(3), &Value::from(2), &Value::from(0)));
+    assert_eq!(
+        (
+            v[0]["snapshots"].as_u64(),
+            v[1]["snapshots"].as_u64(),
+            v[2]["snapshots"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2))
+    );
+    assert_eq!(
+        (
+            &v[0]["last"]["back"],
+            &v[1]["last"]["back"],
+            &v[2]["last"]["back"]
+        ),
+        (&Value::from(3), &Value::from(2), &Value::from(0))
+    );
     assert_eq!(v[2]["same_as"], 0);
     assert_eq!(v[1]["size"], 10);
     // The printed command gets version 2 back.
     let cmd = v[1]["extract"].as_str().unwrap();
-    assert_eq!(cmd, format!("epygibus extract -A a --back 2 --file {}", f.display()));
+    assert_eq!(
+        cmd,
+        format!("epygibus extract -A a --back 2 --file {}", f.display())
+    );
     let out_dir = env.out();
     fs::create_dir(&out_dir).unwrap();
     let mut args: Vec<&str> = cmd.split(' ').skip(1).collect();
@@ -331,7 +482,9 @@ fn history_lists_each_version_once_and_how_to_get_it_back() {
     let e = env.fail(&["history", "-A", "a", "/no/such/file"]);
     assert!(e.contains("is in none of the 5 snapshot(s)"), "{e}");
     let bad = damage(&dir, 2);
-    let r = env.run(&["history", "-A", "a", f.to_str().unwrap(), "--json"]).code(3);
+    let r = env
+        .run(&["history", "-A", "a", f.to_str().unwrap(), "--json"])
+        .code(3);
     assert!(r.stderr.contains(&bad.display().to_string()), "{r:?}");
     let j = r.json();
     assert_eq!(j["damaged"].as_array().unwrap().len(), 1);
@@ -348,16 +501,26 @@ fn restic(repo: &Path, args: &[&str]) -> String {
         .env("RESTIC_PASSWORD", "test")
         .output()
         .expect("restic runs");
-    assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restic {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
 fn diff_and_find_agree_with_restic_on_a_mutated_corpus() {
-    let have = Command::new("restic").arg("version").output().is_ok_and(|o| o.status.success());
+    let have = Command::new("restic")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let mutate = shared_dir().join("bench/mutate-corpus.sh");
     if !have || !mutate.is_file() {
-        eprintln!("SKIP: restic comparison: restic or {} missing", mutate.display());
+        eprintln!(
+            "SKIP: restic comparison: restic or {} missing",
+            mutate.display()
+        );
         return;
     }
     let env = World::new();
@@ -366,7 +529,11 @@ fn diff_and_find_agree_with_restic_on_a_mutated_corpus() {
     for d in 0..8 {
         for f in 0..40 {
             let len = rng.below(6000) as usize + 1;
-            write_file(&t.join(format!("d{d}/sub{}/f{f:03}.txt", f % 3)), &text(len, d * 100 + f), 0o644);
+            write_file(
+                &t.join(format!("d{d}/sub{}/f{f:03}.txt", f % 3)),
+                &text(len, d * 100 + f),
+                0o644,
+            );
         }
     }
     symlink("d0/sub0/f000.txt", t.join("link")).unwrap();
@@ -383,32 +550,43 @@ fn diff_and_find_agree_with_restic_on_a_mutated_corpus() {
     restic(&repo, &["backup", "--quiet", t.to_str().unwrap()]);
 
     let snaps: Value = serde_json::from_str(&restic(&repo, &["snapshots", "--json"])).unwrap();
-    let ids: Vec<&str> = snaps.as_array().unwrap().iter().map(|s| s["short_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["short_id"].as_str().unwrap())
+        .collect();
     let theirs: BTreeSet<(String, String)> = restic(&repo, &["diff", "--json", ids[0], ids[1]])
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["message_type"] == "change")
-        .map(|v| (v["modifier"].as_str().unwrap().to_owned(), v["path"].as_str().unwrap().to_owned()))
-        .collect();
-    let ours: BTreeSet<(String, String)> = env
-        .run(&["diff", "-A", "c", "--json"])
-        .code(0)
-        .json()["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let mut p = c["path"].as_str().unwrap().to_owned();
-            if c["new"] == "dir" || (c["new"].is_null() && c["old"] == "dir") {
-                p.push('/');
-            }
-            (c["modifier"].as_str().unwrap().to_owned(), p)
+        .map(|v| {
+            (
+                v["modifier"].as_str().unwrap().to_owned(),
+                v["path"].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
+    let ours: BTreeSet<(String, String)> =
+        env.run(&["diff", "-A", "c", "--json"]).code(0).json()["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let mut p = c["path"].as_str().unwrap().to_owned();
+                if c["new"] == "dir" || (c["new"].is_null() && c["old"] == "dir") {
+                    p.push('/');
+                }
+                (c["modifier"].as_str().unwrap().to_owned(), p)
+            })
+            .collect();
     assert!(!ours.is_empty());
     assert_eq!(ours, theirs, "epygibus diff and restic diff differ");
     let added = ours.iter().filter(|(m, _)| m == "+").count();
-    assert!(added > 0 && ours.iter().any(|(m, _)| m == "M") && ours.iter().any(|(m, _)| m == "-"), "{ours:?}");
+    assert!(
+        added > 0 && ours.iter().any(|(m, _)| m == "M") && ours.iter().any(|(m, _)| m == "-"),
+        "{ours:?}"
+    );
 
     // find: the same files in both snapshots.
     for pattern in ["f01*.txt", "*.dat"] {
@@ -420,7 +598,10 @@ fn diff_and_find_agree_with_restic_on_a_mutated_corpus() {
             .flat_map(|s| s["matches"].as_array().unwrap().iter())
             .map(|m| format!("{} {}", m["path"].as_str().unwrap(), m["size"]))
             .collect();
-        let o = env.run(&["find", "-A", "c", pattern, "--json"]).code(0).json();
+        let o = env
+            .run(&["find", "-A", "c", pattern, "--json"])
+            .code(0)
+            .json();
         let ours: BTreeSet<String> = o["archives"][0]["snapshots"]
             .as_array()
             .unwrap()

@@ -13,6 +13,7 @@ mod browse;
 mod concurrency;
 mod crash;
 mod house;
+mod mount;
 mod repo_cli;
 mod restore_cli;
 mod rigs;
