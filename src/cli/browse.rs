@@ -531,10 +531,10 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<i64, String> {
     if let Some(c) = Civil::parse_dashed(text) {
         return Ok(c.to_unix() * 1_000_000_000);
     }
-    if let Ok(dt) = text.parse::<DateTime>() {
-        return local(dt).map_err(|_| bad());
-    }
-    if let Ok(d) = text.parse::<Date>() {
+    // A date alone (jiff would read it as midnight).
+    if text.len() == 10
+        && let Ok(d) = text.parse::<Date>()
+    {
         let start = local(d.to_datetime(jiff::civil::Time::midnight())).map_err(|_| bad())?;
         if !end_of_day {
             return Ok(start);
@@ -543,6 +543,9 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<i64, String> {
         return local(next.to_datetime(jiff::civil::Time::midnight()))
             .map(|t| t - 1)
             .map_err(|_| bad());
+    }
+    if let Ok(dt) = text.parse::<DateTime>() {
+        return local(dt).map_err(|_| bad());
     }
     Err(bad())
 }
