@@ -47,6 +47,7 @@ best() {
 
 log "copying the full corpus and taking $N snapshots with each tool"
 cp -a "$WORKROOT/corpus-full" "$W/src"
+mkdir -p "$W/loc"
 "$EPY" new_repo --location="$W/loc" r >/dev/null
 "$EPY" new -A full -I "$W/src" -R r --location="$W/loc" --keep-broken-soft-links >/dev/null
 restic init --quiet
