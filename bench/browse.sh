@@ -7,7 +7,9 @@
 #     compressible file (stored gzip) and a 1 GB random file (stored plain): MB/s, and the mount process's peak RSS
 #     from /usr/bin/time -v (target >= 200 MB/s, < 50 MB).
 # Needs restic, /usr/bin/time, fuse3 and /dev/fuse (as root): apt-get install restic time fuse3.
-# Env: N (snapshots, default 50), NAME (the name find looks for, default os.py), KEEP=1 keeps WORKROOT/browse.
+# Env: N (snapshots, default 50), NAME (the name find looks for, default os.py), KEEP=1 keeps WORKROOT/browse,
+#      REUSE=1 reuses the snapshots a KEEP=1 run left, RUNS (best of, epygibus, default 3), RESTIC_RUNS (default 1:
+#      restic find without its cache takes minutes on 50 snapshots).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -25,7 +27,7 @@ for class in full small; do
   [ -d "$WORKROOT/corpus-$class" ] || "$SHARED/bench/make-corpus.sh" "$WORKROOT/corpus-$class" "$class" >&2
 done
 W="$WORKROOT/browse"
-rm -rf "$W"; mkdir -p "$W"
+[ "${REUSE:-0}" = 1 ] && [ -d "$W/restic" ] || { REUSE=0; rm -rf "$W"; mkdir -p "$W"; }
 export EPYGIBUS_CONFIG_DIR="$W/config" EPYGIBUS_DATA_DIR="$W/data" RESTIC_REPOSITORY="$W/restic" RESTIC_PASSWORD=bench
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 cleanup() {
@@ -34,10 +36,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# best TIMEFILE CMD... : best wall time of 3 runs (seconds), output discarded
+# best RUNS CMD... : best wall time of RUNS runs (seconds), output discarded
 best() {
-  local b=""
-  for _ in 1 2 3; do
+  local b="" runs=$1; shift
+  for _ in $(seq "$runs"); do
     sync
     /usr/bin/time -f %e -o "$W/t" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
     b=$(awk -v b="$b" '{ if (b == "" || $1 < b) print $1; else print b }' "$W/t")
@@ -45,6 +47,7 @@ best() {
   echo "$b"
 }
 
+if [ "$REUSE" = 0 ]; then
 log "copying the full corpus and taking $N snapshots with each tool"
 cp -a "$WORKROOT/corpus-full" "$W/src"
 mkdir -p "$W/loc"
@@ -56,17 +59,18 @@ for i in $(seq 1 "$N"); do
   "$EPY" bu -q -A full
   restic backup --quiet "$W/src" >/dev/null
 done
+fi
 ids=$(restic snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[-2:]))')
 entries=$("$EPY" lss --build_stats -A full --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["snapshots"][-1]["build_stats"]; print(c["files"]+c["dirs"]+c["links"])')
 changes=$("$EPY" diff -A full --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["changes"]))')
 hits=$("$EPY" find -A full "$NAME" --json | python3 -c 'import json,sys; print(sum(s["hits"] for s in json.load(sys.stdin)["archives"][0]["snapshots"]))')
 log "timing diff and find"
-ed=$(best "$EPY" diff -A full)
-rd=$(best restic --no-cache diff $ids)
-ef=$(best "$EPY" find -A full "$NAME")
-rf=$(best restic --no-cache find "$NAME")
-rdc=$(best restic diff $ids)
-rfc=$(best restic find "$NAME")
+ed=$(best "${RUNS:-3}" "$EPY" diff -A full)
+rd=$(best "${RESTIC_RUNS:-1}" restic --no-cache diff $ids)
+ef=$(best "${RUNS:-3}" "$EPY" find -A full "$NAME")
+rf=$(best "${RESTIC_RUNS:-1}" restic --no-cache find "$NAME")
+rdc=$(best "${RESTIC_RUNS:-1}" restic diff $ids)
+rfc=$(best "${RESTIC_RUNS:-1}" restic find "$NAME")
 echo "## diff and find, full corpus ($entries entries per snapshot, $N snapshots)"
 echo
 echo "| what | epygibus s | restic s (no cache) | ratio | restic s (with its cache) | ratio |"
@@ -76,6 +80,7 @@ awk -v e="$ef" -v r="$rf" -v c="$rfc" -v n="$NAME" -v h="$hits" -v s="$N" 'BEGIN
 echo
 
 log "mount: diff -r of the small corpus"
+rm -rf "$W/big" "$W/mnt"
 "$EPY" new -A small -I "$WORKROOT/corpus-small" -R r --location="$W/loc" --keep-broken-soft-links >/dev/null
 "$EPY" bu -q -A small
 mkdir -p "$W/big" "$W/mnt"
