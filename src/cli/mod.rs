@@ -23,6 +23,7 @@ macro_rules! outln {
 mod archive;
 mod attach;
 mod backup;
+mod browse;
 mod check;
 mod forget;
 mod output;
@@ -193,6 +194,48 @@ enum Command {
     /// Example: epygibus ls -A docs ~/Documents
     #[command(alias = "ldc")]
     Ls(restore::LsArgs),
+    /// Show what changed between two snapshots, or since a snapshot on disk.
+    ///
+    /// One line per change with restic's markers: `+` added, `-` removed,
+    /// `M` content changed, `T` type changed, `U` mode, owner or mtime only
+    /// (with --metadata); directories end in `/`; then a summary. Without
+    /// --back the newest snapshot is compared with the one before; --back I
+    /// compares snapshot I with the newest, --back I --back J snapshot I
+    /// with J. --live compares with the files on disk now, reading only
+    /// those whose size or times changed and storing nothing.
+    ///
+    /// Examples: epygibus diff -A docs; epygibus diff -A docs --back 5 ~/Documents/taxes;
+    /// epygibus diff -A docs --live
+    Diff(browse::DiffArgs),
+    /// Find entries matching globs in every snapshot of archives.
+    ///
+    /// Globs follow the exclude rules: without `/` they match a name at any
+    /// depth (`*.odt`, `notes.txt`), with `/` the whole absolute path
+    /// (`/home/*/Documents/**/*.pdf`). A snapshot that cannot be read is
+    /// reported and the others searched (exit status 3).
+    ///
+    /// Examples: epygibus find -A docs 'cv*.odt'; epygibus find --all --newest 2026-06-30 '*.xlsx'
+    Find(browse::FindArgs),
+    /// List each distinct version of a file across an archive's snapshots.
+    ///
+    /// Each version appears once, with the first and last snapshot holding
+    /// it, its size, mtime and content token, and the `extract` command
+    /// that gets it back.
+    ///
+    /// Example: epygibus history -A docs ~/Documents/notes.txt
+    History(browse::HistoryArgs),
+    /// Mount snapshots read-only as files (FUSE) until Ctrl-C.
+    ///
+    /// DIR/<archive>/<snapshot>/ holds each snapshot's backed-up paths with
+    /// their sizes, modes, owners, times, symlinks and hard links, and
+    /// DIR/<archive>/latest points at the newest. Content is read from the
+    /// repository as programs read it. New snapshots appear within
+    /// --refresh seconds. Ctrl-C, SIGTERM or `fusermount3 -u DIR`
+    /// unmounts. Needs /dev/fuse and, as a regular user, fusermount3
+    /// (Debian package fuse3).
+    ///
+    /// Example: mkdir -p ~/backups && epygibus mount -A docs ~/backups
+    Mount(browse::MountArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -326,6 +369,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
         Command::Ls(a) => restore::ls(&ctx, a),
+        Command::Diff(a) => browse::diff(&ctx, a),
+        Command::Find(a) => browse::find(&ctx, a),
+        Command::History(a) => browse::history_cmd(&ctx, a),
+        Command::Mount(a) => browse::mount(&ctx, a),
     }
 }
 
@@ -353,6 +400,10 @@ const GROUPS: &[(&str, &[&str])] = &[
         &["bu", "lss", "del", "forget", "policy", "schedule"],
     ),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
+    (
+        "Finding a lost version",
+        &["diff", "find", "history", "mount"],
+    ),
     (
         "Housekeeping",
         &[

@@ -14,6 +14,7 @@ use std::path::Path;
 use super::codec::ContentReader;
 use super::layout::content_name;
 use super::pack::{self, PackName};
+use super::ranged::RangedContent;
 use super::source::create_target;
 use super::{
     ContentError, ContentToken, IndexEntry, Place, Repository, Result, StoredForm, hash_reader,
@@ -192,6 +193,37 @@ impl Repository {
             }
         }
         Ok(found)
+    }
+
+    /// The content opened for reads at any offset, for readers that seek
+    /// (the mount): see [`RangedContent`]. Memory stays a few buffers
+    /// whatever the content's size. A packed item is read whole and checked
+    /// (it is small); for a loose one nothing here checks the token:
+    /// `check --read-data` does.
+    pub fn open_contents_ranged(&self, token: &ContentToken) -> Result<RangedContent> {
+        let entry = self.index().entries.get(token).copied();
+        let form = entry.map_or(self.prefer, |e| e.form);
+        if entry.is_none_or(|e| e.place == Place::Loose)
+            && let Some(found) = self.find_content(token, form)
+        {
+            return Ok(RangedContent::new(
+                self.store.clone(),
+                content_name(token, found),
+                found,
+            ));
+        }
+        // Packed, or saved by a run after this one loaded its index (a
+        // mount stays open while backups go on): the whole read finds it
+        // in the newest index or a pack's table; packed items are small.
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut self.open_contents_read_only(token)?, &mut data).map_err(
+            |e| ContentError::DamagedPackEntry {
+                token: *token,
+                place: self.missing(token, entry).to_string(),
+                reason: e.to_string(),
+            },
+        )?;
+        Ok(RangedContent::in_memory(self.store.clone(), data))
     }
 
     /// Opens the content object in `form`, else in the other form (readers

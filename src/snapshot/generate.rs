@@ -25,6 +25,40 @@ use super::model::{Attrs, DirNode, Entry, FileName, FileNode, LinkNode, Node};
 use crate::content::{BackupSession, ContentError, ContentToken};
 use crate::progress::Progress;
 
+/// Where the walk's file contents go: a backup session stores them and
+/// counts references; `diff --live` only hashes them ([`super::live`]).
+pub trait ContentSink: Sync {
+    /// Whether a file known unchanged may keep `token` (a backup checks
+    /// that the content is still present and counts a reference).
+    fn reuse(&self, token: &ContentToken, path: &Path) -> Result<bool, ContentError>;
+    /// The token of the file at `path` (a backup stores it).
+    fn store(&self, path: &Path) -> Result<ContentToken, ContentError>;
+    /// One more name of a hard-linked file whose content was stored.
+    fn again(&self, token: &ContentToken) -> Result<(), ContentError>;
+    /// Runs the storing phase (a backup lets its store flush meanwhile).
+    fn storing(&self, work: &mut dyn FnMut()) {
+        work()
+    }
+}
+
+impl ContentSink for BackupSession<'_> {
+    fn reuse(&self, token: &ContentToken, path: &Path) -> Result<bool, ContentError> {
+        self.reference_unchanged(token, path)
+    }
+
+    fn store(&self, path: &Path) -> Result<ContentToken, ContentError> {
+        self.store_contents(path)
+    }
+
+    fn again(&self, token: &ContentToken) -> Result<(), ContentError> {
+        self.reference_contents(token)
+    }
+
+    fn storing(&self, work: &mut dyn FnMut()) {
+        self.repository().flushing_while(work)
+    }
+}
+
 /// Placeholder token of a file whose content is being stored; replaced
 /// before the tree leaves this module.
 const PENDING: ContentToken = ContentToken::from_bytes([0; 32]);
@@ -86,8 +120,8 @@ struct Pending {
     same_as: Option<usize>,
 }
 
-struct Walker<'a, 'r> {
-    repo: &'a BackupSession<'r>,
+struct Walker<'a> {
+    repo: &'a dyn ContentSink,
     /// (device, inode) of the plan's skipped directories.
     skip: Vec<(u64, u64)>,
     progress: &'a dyn Progress,
@@ -110,8 +144,8 @@ struct Walker<'a, 'r> {
 
 /// Walks the plan's includes and stores new content; `previous` is the
 /// archive's newest snapshot (root and walk start), if any.
-pub fn build_tree<'r>(
-    repo: &BackupSession<'r>,
+pub fn build_tree(
+    repo: &dyn ContentSink,
     plan: &BackupPlan,
     previous: Option<(&DirNode, i64)>,
     progress: &dyn Progress,
@@ -229,7 +263,7 @@ fn ensure_dir<'d>(dir: &'d mut DirNode, name: &FileName, attrs: Attrs) -> &'d mu
     }
 }
 
-impl<'a, 'r> Walker<'a, 'r> {
+impl<'a> Walker<'a> {
     fn problem(&mut self, kind: ProblemKind, path: &Path, message: impl Into<String>) {
         self.problems.push(Problem {
             kind,
@@ -480,7 +514,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             _ => None,
         };
         let token = match reusable {
-            Some(t) if self.repo.reference_unchanged(&t, path).unwrap_or(false) => t,
+            Some(t) if self.repo.reuse(&t, path).unwrap_or(false) => t,
             _ => {
                 self.queue_content(path, &attrs, size);
                 PENDING
@@ -528,7 +562,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         let total_files = self.pending.iter().filter(|p| p.same_as.is_none()).count();
         progress.phase("storing", total_files as u64, total_bytes);
         let mut stored: Vec<Option<Result<ContentToken, ContentError>>> = Vec::new();
-        repo.repository().flushing_while(&mut || {
+        repo.storing(&mut || {
             stored = crate::pool::io_pool().install(|| {
                 self.pending
                     .par_iter()
@@ -540,7 +574,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                             abort.store(true, Ordering::Relaxed);
                             return Some(Err(ContentError::Cancelled));
                         }
-                        let result = repo.store_contents(&p.path);
+                        let result = repo.store(&p.path);
                         progress.file_done(p.size);
                         if matches!(&result, Err(e) if !e.is_source_problem()) {
                             abort.store(true, Ordering::Relaxed);
@@ -568,7 +602,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                 (Some(Err(e)), _) => Err(e.to_string()),
                 (None, Some(first)) => match &outcomes[first] {
                     Ok(token) => {
-                        repo.reference_contents(token)?;
+                        repo.again(token)?;
                         Ok(*token)
                     }
                     Err(why) => Err(why.clone()),

@@ -12,6 +12,7 @@ pub mod forget;
 pub mod format;
 pub mod generate;
 pub mod history;
+pub mod live;
 pub mod lookup;
 pub mod model;
 #[cfg(test)]

@@ -9,11 +9,13 @@ mod world;
 
 mod attach;
 mod backup_cli;
+mod browse;
 mod concurrency;
 mod crash;
 mod damaged;
 mod forget_cli;
 mod house;
+mod mount;
 mod packs;
 mod repo_cli;
 mod restore_cli;
