@@ -24,6 +24,7 @@ mod archive;
 mod attach;
 mod backup;
 mod check;
+mod import;
 mod output;
 mod progress;
 mod repo;
@@ -150,6 +151,18 @@ enum Command {
     /// Example: epygibus ls -A docs ~/Documents
     #[command(alias = "ldc")]
     Ls(restore::LsArgs),
+    /// Bring backups of the original (Python) epygibus along.
+    ///
+    /// Every snapshot of the original becomes a snapshot of an archive
+    /// here under the time in its name (read in --tz), with the same tree;
+    /// its content is copied into the repository, each content file checked
+    /// against its SHA-1. The original's files are only read. Running it
+    /// again imports only what is new. Exit status 3: some snapshots could
+    /// not be imported (listed on stderr; nothing of them was written).
+    ///
+    /// Examples: epygibus import -E /mnt/nas/epygibus.d/snapshots/oldbox/me/docs -A docs -R home --tz Europe/Berlin;
+    /// epygibus import --original-config ~/.config/epygibus.d --mounted-at /media/usb -R home
+    Import(import::ImportArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -276,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
         Command::Ls(a) => restore::ls(&ctx, a),
+        Command::Import(a) => import::import(&ctx, a, &command_line),
     }
 }
 
@@ -296,7 +310,9 @@ fn limit_malloc_arenas() {
 const GROUPS: &[(&str, &[&str])] = &[
     (
         "Setting up",
-        &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
+        &[
+            "new_repo", "new", "attach", "import", "edit", "lr", "la", "show",
+        ],
     ),
     ("Backing up", &["bu", "lss", "del"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),

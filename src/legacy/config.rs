@@ -6,6 +6,7 @@
 //! and `exclude_files`, one entry a line. The original `eval()`ed the
 //! flags; they are only compared with `True` and `False` here.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -72,6 +73,27 @@ pub fn read_archives(dir: &Path) -> Result<Vec<OrigArchive>> {
     names.iter().map(|n| read_archive(dir, n)).collect()
 }
 
+/// The repositories of the configuration directory `dir`: name to
+/// directory (the first line of `repos/<name>`).
+pub fn read_repos(dir: &Path) -> Result<HashMap<String, PathBuf>> {
+    let repos = dir.join("repos");
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(&repos) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if let Some(first) = lines(&path)?.into_iter().next() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            out.insert(
+                name,
+                PathBuf::from(OsStr::from_bytes(first.trim_ascii_end())),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Reads archive `name` of the configuration directory `dir`.
 pub fn read_archive(dir: &Path, name: &str) -> Result<OrigArchive> {
     let base = dir.join("archives").join(name);
@@ -85,7 +107,11 @@ pub fn read_archive(dir: &Path, name: &str) -> Result<OrigArchive> {
     };
     let optional = |file: &str| -> Result<Vec<Vec<u8>>> {
         let p = base.join(file);
-        if p.exists() { lines(&p) } else { Ok(Vec::new()) }
+        if p.exists() {
+            lines(&p)
+        } else {
+            Ok(Vec::new())
+        }
     };
     Ok(OrigArchive {
         name: name.to_owned(),
@@ -127,7 +153,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path().join("archives/docs");
         std::fs::create_dir_all(&a).unwrap();
-        std::fs::write(a.join("config"), "main\n/mnt/nas/epygibus.d/snapshots/h/u/docs\nFalse\nTrue\n").unwrap();
+        std::fs::write(
+            a.join("config"),
+            "main\n/mnt/nas/epygibus.d/snapshots/h/u/docs\nFalse\nTrue\n",
+        )
+        .unwrap();
         std::fs::write(a.join("includes"), "/home/u/docs\n").unwrap();
         std::fs::write(a.join("exclude_dirs"), "").unwrap();
         let got = read_archives(tmp.path()).unwrap();

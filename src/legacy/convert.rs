@@ -33,7 +33,8 @@ pub fn attrs(a: &OrigAttrs) -> Attrs {
 
 /// What the caller says of a file's content: its token and true size, or
 /// `None` to leave the file out.
-pub type ContentOf<'a> = dyn FnMut(&[&[u8]], &Sha1Hex, &OrigAttrs) -> Option<(ContentToken, u64)> + 'a;
+pub type ContentOf<'a> =
+    dyn FnMut(&[&[u8]], &Sha1Hex, &OrigAttrs) -> Option<(ContentToken, u64)> + 'a;
 
 /// Builds the tree; fails (naming the path) on a name no file can have.
 pub fn tree(root: &OrigDir, content: &mut ContentOf<'_>) -> Result<DirNode, String> {
@@ -68,16 +69,16 @@ fn dir<'a>(
         })?;
         let node = match node {
             OrigNode::Dir(sub) => Some(Node::Dir(dir(sub, path, content)?)),
-            OrigNode::File { attrs: a, sha1 } => {
-                content(path, sha1, a).map(|(token, size)| {
-                    Node::File(FileNode {
-                        attrs: attrs(a),
-                        size,
-                        token,
-                    })
+            OrigNode::File { attrs: a, sha1 } => content(path, sha1, a).map(|(token, size)| {
+                Node::File(FileNode {
+                    attrs: attrs(a),
+                    size,
+                    token,
                 })
-            }
-            OrigNode::Link { attrs: a, target, .. } => Some(Node::Link(LinkNode {
+            }),
+            OrigNode::Link {
+                attrs: a, target, ..
+            } => Some(Node::Link(LinkNode {
                 attrs: attrs(a),
                 target: target.clone(),
             })),

@@ -35,10 +35,7 @@ pub enum LegacyError {
     #[error("original snapshot {path} cannot be read: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error("could not read {path}: {err}")]
-    Io {
-        path: PathBuf,
-        err: std::io::Error,
-    },
+    Io { path: PathBuf, err: std::io::Error },
     #[error(
         "the repository of original snapshot {snapshot} cannot be found: not at {recorded} nor at {beside}; mount the disk, or give its location"
     )]
@@ -49,7 +46,9 @@ pub enum LegacyError {
     },
     #[error("original configuration file {path} is not valid: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("`{0}` is not a time zone this machine knows (try UTC, or a name such as Europe/Berlin)")]
+    #[error(
+        "`{0}` is not a time zone this machine knows (try UTC, or a name such as Europe/Berlin)"
+    )]
     BadZone(String),
 }
 
@@ -177,7 +176,8 @@ pub fn dir_identity(dir: &Path) -> (String, Option<(String, String)>) {
             .map(|s| s.to_string_lossy().into_owned())
     };
     let archive = part(0).unwrap_or_else(|| "archive".into());
-    let laid_out = part(3).as_deref() == Some("snapshots") && part(4).as_deref() == Some("epygibus.d");
+    let laid_out =
+        part(3).as_deref() == Some("snapshots") && part(4).as_deref() == Some("epygibus.d");
     let who = match (laid_out, part(2), part(1)) {
         (true, Some(host), Some(user)) => Some((host, user)),
         _ => None,

@@ -34,7 +34,10 @@ pub enum Value {
     Dict(Vec<(Id, Id)>),
     Set(Vec<Id>),
     /// A class or function named by module and name (never imported).
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// An instance of the class `class` (a [`Value::Global`]), made from
     /// `args`, with the state `BUILD` gave it (usually its `__dict__`).
     Object {
@@ -49,7 +52,9 @@ pub enum Value {
 pub enum PickleError {
     #[error("it ends early (truncated at byte {0})")]
     Truncated(usize),
-    #[error("it holds the class or function `{module}.{name}`, which no data of the original epygibus uses; it was not loaded")]
+    #[error(
+        "it holds the class or function `{module}.{name}`, which no data of the original epygibus uses; it was not loaded"
+    )]
     UnexpectedGlobal { module: String, name: String },
     #[error("opcode 0x{op:02x} at byte {at} is not a data opcode this reader accepts")]
     Unsupported { op: u8, at: usize },
@@ -143,7 +148,9 @@ impl Reader<'_> {
 
     fn uint(&mut self, n: u64) -> Result<u64> {
         let b = self.take(n)?;
-        Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        Ok(b.iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
     }
 
     fn line(&mut self) -> Result<&[u8]> {
@@ -270,9 +277,8 @@ impl Reader<'_> {
         };
         match (module, name, args.as_slice()) {
             ("copyreg" | "copy_reg", "_reconstructor", [class, base, _state]) => {
-                let plain_object =
-                    self.global_name(*base) == Some(("builtins", "object"))
-                        || self.global_name(*base) == Some(("__builtin__", "object"));
+                let plain_object = self.global_name(*base) == Some(("builtins", "object"))
+                    || self.global_name(*base) == Some(("__builtin__", "object"));
                 if !plain_object {
                     return self.malformed("a reconstructed instance of a built-in type");
                 }
@@ -316,7 +322,9 @@ impl Reader<'_> {
         let state = self.pop()?;
         let obj = self.top()?;
         match &mut self.values[obj] {
-            Value::Object { state: s @ None, .. } => {
+            Value::Object {
+                state: s @ None, ..
+            } => {
                 *s = Some(state);
                 Ok(())
             }
@@ -325,7 +333,7 @@ impl Reader<'_> {
     }
 
     fn add_to_dict(&mut self, dict: Id, items: &[Id]) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.malformed("a dictionary item without a value");
         }
         let pairs: Vec<(Id, Id)> = items.chunks(2).map(|p| (p[0], p[1])).collect();
@@ -626,10 +634,7 @@ impl Reader<'_> {
                 b'R' => self.reduce()?,
                 b'b' => self.build()?,
                 _ => {
-                    return Err(PickleError::Unsupported {
-                        op,
-                        at: self.at,
-                    });
+                    return Err(PickleError::Unsupported { op, at: self.at });
                 }
             }
         }

@@ -154,7 +154,13 @@ fn integers_of_every_width() {
         let p = read(bytes, &only_snapshot).unwrap();
         assert_eq!(p.get(p.root), &Value::Int(*want));
     }
-    assert!(read(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.", &only_snapshot).is_err());
+    assert!(
+        read(
+            b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.",
+            &only_snapshot
+        )
+        .is_err()
+    );
 }
 
 proptest::proptest! {

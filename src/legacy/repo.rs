@@ -142,7 +142,9 @@ pub fn decode_ref_counter(bytes: &[u8]) -> std::result::Result<HashMap<Sha1Hex, 
     for (d, subs) in dict(p.root)? {
         for (s, items) in dict(subs)? {
             for (rest, entry) in dict(items)? {
-                budget = budget.checked_sub(1).ok_or("shared entries (not a real ref_counter)")?;
+                budget = budget
+                    .checked_sub(1)
+                    .ok_or("shared entries (not a real ref_counter)")?;
                 let mut hex = text(d)?;
                 hex.extend(text(s)?);
                 hex.extend(text(rest)?);
@@ -200,6 +202,9 @@ mod tests {
         let found = find(&snaps, b"/gone/epygibus.d/repos/u/main", &snaps).unwrap();
         assert_eq!(found, repo);
         let err = find(&snaps, b"/gone/epygibus.d/repos/u/other", &snaps).unwrap_err();
-        assert!(err.to_string().contains("/gone/epygibus.d/repos/u/other"), "{err}");
+        assert!(
+            err.to_string().contains("/gone/epygibus.d/repos/u/other"),
+            "{err}"
+        );
     }
 }

@@ -138,7 +138,10 @@ mod tests {
         let err = Verified::new(&b"hellO\n"[..], want, None, "/r/f/57/2d".into())
             .read_to_end(&mut Vec::new())
             .unwrap_err();
-        assert!(err.to_string().contains("/r/f/57/2d does not match"), "{err}");
+        assert!(
+            err.to_string().contains("/r/f/57/2d does not match"),
+            "{err}"
+        );
         let err = Verified::new(&b"hello\n"[..], want, Some(7), "x".into())
             .read_to_end(&mut Vec::new())
             .unwrap_err();

@@ -41,7 +41,10 @@ pub struct OrigAttrs {
 #[derive(Clone, Debug, PartialEq)]
 pub enum OrigNode {
     Dir(OrigDir),
-    File { attrs: OrigAttrs, sha1: Sha1Hex },
+    File {
+        attrs: OrigAttrs,
+        sha1: Sha1Hex,
+    },
     /// A symlink; `to_dir` when the original filed it under `subdir_links`.
     Link {
         attrs: OrigAttrs,
@@ -410,7 +413,10 @@ mod tests {
     fn other_shapes_are_refused() {
         // A pickled list is data, but not a snapshot.
         assert!(matches!(decode(b"\x80\x02]."), Err(ShapeError::Shape(_))));
-        assert!(matches!(decode(b"\x80\x02cos\nsystem\n."), Err(ShapeError::Pickle(_))));
+        assert!(matches!(
+            decode(b"\x80\x02cos\nsystem\n."),
+            Err(ShapeError::Pickle(_))
+        ));
     }
 
     proptest::proptest! {

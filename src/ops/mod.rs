@@ -10,6 +10,7 @@ pub mod attach;
 pub mod backup;
 pub mod check;
 pub mod housekeeping;
+pub mod import;
 pub mod restore;
 pub mod source;
 

@@ -23,6 +23,23 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::model::{Attrs, DirNode, FileName, FileNode, LinkNode, Node};
 use crate::content::{ContentError, ContentToken, Repository};
+
+/// Where a restore reads content: the repository, or a view of another
+/// store of the same content (the original epygibus's repository, read
+/// directly). The restore checks every byte against the token itself.
+pub trait ContentSource: Sync {
+    /// A reader of the content `token` names.
+    fn open_content(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>>;
+}
+
+impl ContentSource for Repository {
+    fn open_content(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>> {
+        match self.open_contents_read_only(token) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}
 use crate::fsio;
 use crate::progress::Progress;
 
@@ -107,7 +124,7 @@ struct FileJob<'s> {
 }
 
 struct Restorer<'s> {
-    repo: &'s Repository,
+    repo: &'s dyn ContentSource,
     progress: &'s dyn Progress,
     opts: &'s RestoreOptions,
     dirs: Vec<DirJob>,
@@ -191,7 +208,7 @@ impl Parent {
 
 /// Restores `node` as `name` inside `parent`.
 pub fn restore_into(
-    repo: &Repository,
+    repo: &dyn ContentSource,
     parent: Parent,
     name: &FileName,
     node: &Node,
@@ -585,7 +602,7 @@ impl<'s> Restorer<'s> {
         node: &FileNode,
         path: &Path,
     ) -> Result<(), FileFailure> {
-        let mut reader = match self.repo.open_contents_read_only(&node.token) {
+        let mut reader = match self.repo.open_content(&node.token) {
             Ok(r) => r,
             Err(e) => {
                 return Err(FileFailure::Skip(format!(
