@@ -1,12 +1,14 @@
-//! `import`: bringing the original epygibus's backups along.
+//! `import`, and `lss -E` on a snapshot directory of the original
+//! epygibus: bringing its backups along, or looking at them in place.
 
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args};
 use serde_json::json;
 
-use super::output::{print_json, size};
+use super::output::{Table, print_json, size};
 use super::{Context, EXIT_OK, EXIT_SKIPPED};
+use crate::clock::human_duration;
 use crate::ops::import::{self, ImportFrom, ImportOptions, ImportReport};
 
 #[derive(Args, Debug)]
@@ -162,4 +164,110 @@ fn report_json(report: &ImportReport) -> serde_json::Value {
         })
         .collect();
     json!({ "archives": archives })
+}
+
+/// `lss -E` on a snapshot directory of the original: its own names (the
+/// local time of the machine that made them), `**` for compressed ones.
+pub fn lss_original(
+    dir: &std::path::Path,
+    newest_first: bool,
+    build: bool,
+    storage: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let mut rows = crate::ops::original::list(dir, storage)?;
+    if newest_first {
+        rows.reverse();
+    }
+    if json {
+        let list: Vec<_> = rows.iter().map(|r| row_json(r, build)).collect();
+        print_json(&json!({
+            "snapshot_dir": dir.display().to_string(),
+            "original": true,
+            "snapshots": list,
+        }));
+        return Ok(EXIT_OK);
+    }
+    if build {
+        let mut t = Table::new(&["SNAPSHOT", "FILES", "LINKS", "CONTENT", "NEW ITEMS", "TIME"]);
+        for r in &rows {
+            match &r.stats {
+                Ok(Some(s)) => t.row(vec![
+                    r.name.stamp.dashed(),
+                    s.files.to_string(),
+                    s.links.to_string(),
+                    size(s.content_bytes),
+                    s.new_items.to_string(),
+                    human_duration(s.real_secs),
+                ]),
+                Ok(None) => t.row(vec![r.name.stamp.dashed(), "(not recorded)".into()]),
+                Err(e) => t.row(vec![r.name.stamp.dashed(), format!("(unreadable: {e})")]),
+            }
+        }
+        out!("{}", t.render());
+    } else if storage {
+        let mut t = Table::new(&[
+            "SNAPSHOT", "OCCUPIES", "FILES", "LINKS", "HOLDS", "ITEMS", "STORED", "SHARE",
+        ]);
+        for r in &rows {
+            match &r.storage {
+                Some(Ok(s)) => t.row(vec![
+                    r.name.stamp.dashed(),
+                    size(s.occupies),
+                    s.files.to_string(),
+                    s.links.to_string(),
+                    size(s.holds),
+                    s.content_items.to_string(),
+                    size(s.stored_bytes),
+                    size(s.share.round() as u64),
+                ]),
+                Some(Err(e)) => t.row(vec![r.name.stamp.dashed(), format!("(unreadable: {e})")]),
+                None => {}
+            }
+        }
+        out!("{}", t.render());
+    } else {
+        for r in &rows {
+            let mark = if r.name.compressed { "**" } else { "" };
+            outln!("{}{mark}", r.name.stamp.dashed());
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn row_json(r: &crate::ops::original::OrigListing, build: bool) -> serde_json::Value {
+    let mut v = json!({
+        "name": r.name.stamp.dashed(),
+        "file": r.name.file_name(),
+        "compressed": r.name.compressed,
+        "file_size": r.file_size,
+    });
+    if build {
+        v["build_stats"] = match &r.stats {
+            Ok(Some(s)) => json!({
+                "files": s.files,
+                "links": s.links,
+                "content_bytes": s.content_bytes,
+                "new_items": s.new_items,
+                "seconds": { "total": s.real_secs },
+            }),
+            Ok(None) => serde_json::Value::Null,
+            Err(e) => json!({ "error": e }),
+        };
+    }
+    if let Some(storage) = &r.storage {
+        v["storage_stats"] = match storage {
+            Ok(s) => json!({
+                "occupies": s.occupies,
+                "files": s.files,
+                "links": s.links,
+                "holds": s.holds,
+                "content_items": s.content_items,
+                "stored_bytes": s.stored_bytes,
+                "share_bytes": s.share.round() as u64,
+            }),
+            Err(e) => json!({ "error": e }),
+        };
+    }
+    v
 }

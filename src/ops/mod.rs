@@ -11,6 +11,7 @@ pub mod backup;
 pub mod check;
 pub mod housekeeping;
 pub mod import;
+pub mod original;
 pub mod restore;
 pub mod source;
 
