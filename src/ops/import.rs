@@ -99,6 +99,8 @@ pub fn import(
     let mut report = ImportReport::default();
     match &opts.from {
         ImportFrom::SnapshotDir { dir, archive } => {
+            // Not the original's: an error before anything is created.
+            legacy::list_snapshots(dir).map_err(legacy_err)?;
             let job = Job {
                 dir: dir.clone(),
                 archive: archive.clone(),

@@ -94,7 +94,11 @@ pub fn list(dir: &Path, storage: bool) -> Result<Vec<OrigListing>> {
     Ok(out)
 }
 
-fn storage_stats(root: &OrigDir, counts: &HashMap<Sha1Hex, RefEntry>, file_size: u64) -> StorageStats {
+fn storage_stats(
+    root: &OrigDir,
+    counts: &HashMap<Sha1Hex, RefEntry>,
+    file_size: u64,
+) -> StorageStats {
     let mut s = StorageStats {
         occupies: file_size,
         ..StorageStats::default()
@@ -195,8 +199,8 @@ pub fn cat(dir: &Path, back: i64, path: &Path) -> Result<Box<dyn Read + Send>> {
     match find(&snap.root, &path) {
         Some(Some(OrigNode::File { sha1, .. })) => {
             let repo = repo_of(dir, &snap, &snapshot_path).map_err(OpError::Invalid)?;
-            let (reader, _) =
-                orig_repo::open_content(&repo, sha1).map_err(|e| OpError::Invalid(e.to_string()))?;
+            let (reader, _) = orig_repo::open_content(&repo, sha1)
+                .map_err(|e| OpError::Invalid(e.to_string()))?;
             Ok(reader)
         }
         Some(Some(OrigNode::Link { target, .. })) => Err(OpError::IsSymlink {
@@ -288,7 +292,9 @@ fn prepare(
         .chain(snap.root.base_path().iter().map(|c| OsStr::from_bytes(c)))
         .collect();
     let header = Header {
-        roots: vec![serde_bytes::ByteBuf::from(base.as_os_str().as_bytes().to_vec())],
+        roots: vec![serde_bytes::ByteBuf::from(
+            base.as_os_str().as_bytes().to_vec(),
+        )],
         ..Header::default()
     };
     let content = OrigContent {
@@ -300,7 +306,10 @@ fn prepare(
 
 fn hash_original(repo: &Path, sha1: &Sha1Hex) -> std::result::Result<(ContentToken, u64), String> {
     let (reader, _) = orig_repo::open_content(repo, sha1).map_err(|e| e.to_string())?;
-    let mut counted = CountingReader { inner: reader, n: 0 };
+    let mut counted = CountingReader {
+        inner: reader,
+        n: 0,
+    };
     let token = hash_reader(&mut counted).map_err(|e| e.to_string())?;
     Ok((token, counted.n))
 }
@@ -354,7 +363,9 @@ pub fn restore(
     let (name, snap) = pick(dir, req.back)?;
     let stamp = name.stamp.dashed();
     let target = wanted(&req.selection);
-    let under = target.as_ref().map_or(PathBuf::from("/"), |(p, _)| p.clone());
+    let under = target
+        .as_ref()
+        .map_or(PathBuf::from("/"), |(p, _)| p.clone());
     let (snapshot, content, problems) = prepare(dir, &name, &snap, &under)?;
     let mut report = match &target {
         Some((path, want)) => {

@@ -12,6 +12,7 @@ mod backup_cli;
 mod concurrency;
 mod crash;
 mod house;
+mod import;
 mod repo_cli;
 mod restore_cli;
 mod rigs;
