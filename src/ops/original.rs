@@ -254,13 +254,12 @@ fn prepare(
     wanted.dedup();
     // Each distinct content once, on the I/O pool: SHA-1 checked, BLAKE3
     // and true size learnt.
-    let hashed: Vec<(Sha1Hex, std::result::Result<(ContentToken, u64), String>)> =
-        crate::pool::io_pool().install(|| {
-            wanted
-                .par_iter()
-                .map(|sha1| (*sha1, hash_original(&repo, sha1)))
-                .collect()
-        });
+    let hashed: Vec<(Sha1Hex, Hashed)> = crate::pool::io_pool().install(|| {
+        wanted
+            .par_iter()
+            .map(|sha1| (*sha1, hash_original(&repo, sha1)))
+            .collect()
+    });
     let mut tokens = HashMap::new();
     let mut failed = HashMap::new();
     for (sha1, r) in hashed {
@@ -304,7 +303,10 @@ fn prepare(
     Ok((Snapshot { header, root }, content, problems))
 }
 
-fn hash_original(repo: &Path, sha1: &Sha1Hex) -> std::result::Result<(ContentToken, u64), String> {
+/// A content's token and true size, or why it could not be read.
+type Hashed = std::result::Result<(ContentToken, u64), String>;
+
+fn hash_original(repo: &Path, sha1: &Sha1Hex) -> Hashed {
     let (reader, _) = orig_repo::open_content(repo, sha1).map_err(|e| e.to_string())?;
     let mut counted = CountingReader {
         inner: reader,
