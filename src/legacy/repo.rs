@@ -190,6 +190,16 @@ mod tests {
         assert!(decode_ref_counter(&bytes[..20]).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn ref_counter_decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode_ref_counter(&bytes);
+            let mut framed = b"\x80\x05}\x94(".to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode_ref_counter(&framed);
+        }
+    }
+
     #[test]
     fn repository_found_beside_the_snapshots() {
         let tmp = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ mod concurrency;
 mod crash;
 mod house;
 mod import;
+mod import_written;
 mod repo_cli;
 mod restore_cli;
 mod rigs;
