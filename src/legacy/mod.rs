@@ -10,6 +10,7 @@
 pub mod config;
 pub mod convert;
 pub mod pickle;
+mod pystr;
 pub mod repo;
 pub mod sha1;
 pub mod snapshot;

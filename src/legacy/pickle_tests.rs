@@ -1,3 +1,4 @@
+use super::super::pystr::{decode_str, quoted_bytes, raw_unicode_escape};
 use super::*;
 
 fn only_snapshot(module: &str, name: &str) -> bool {

@@ -178,7 +178,17 @@ impl Job {
                 return Ok(out);
             }
         };
-        let (target, created) = self.target(ctx, opts, &names)?;
+        let (target, created) = match self.target(ctx, opts, &names) {
+            Ok(t) => t,
+            // From a configuration, one archive that cannot be set up
+            // here does not stop the others.
+            Err(e) if self.orig.is_some() => {
+                out.skipped
+                    .push(format!("original archive `{}`: {e}", self.archive));
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        };
         out.created = created;
         let repo = target.lock_repo(ctx, command)?;
         let mut have: HashSet<i64> = target.list()?.iter().map(|n| n.secs).collect();
