@@ -362,23 +362,31 @@ impl OrigDir {
         inner(self, &mut Vec::new(), visit);
     }
 
-    /// The paths the snapshot was taken of: from `/`, down through
-    /// directories that hold a single subdirectory and nothing else, to
-    /// the first that holds more (as the original's own
-    /// `find_offset_base_subdir_bits` did). Used when its configuration,
-    /// which names the includes, is gone.
-    pub fn base_path(&self) -> Vec<Vec<u8>> {
-        let mut path = Vec::new();
-        let mut dir = self;
-        while dir.entries.len() == 1 {
-            let (name, node) = dir.entries.iter().next().expect("one entry");
-            path.push(name.clone());
-            match node {
-                OrigNode::Dir(d) => dir = d,
-                _ => break,
+    /// The paths the snapshot was taken of, as components: from `/`,
+    /// down through directories that hold a single subdirectory and
+    /// nothing else, to the first that holds more (as the original's own
+    /// `find_offset_base_subdir_bits` did), for each entry of `/` when it
+    /// has several (several includes). Used where its configuration, which
+    /// names the includes, is gone.
+    pub fn roots(&self) -> Vec<Vec<Vec<u8>>> {
+        fn down(dir: &OrigDir, mut path: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+            let mut dir = dir;
+            while let [(name, OrigNode::Dir(sub))] = dir.entries.iter().collect::<Vec<_>>()[..] {
+                path.push(name.clone());
+                dir = sub;
             }
+            path
         }
-        path
+        if self.entries.len() == 1 {
+            return vec![down(self, Vec::new())];
+        }
+        self.entries
+            .iter()
+            .map(|(name, node)| match node {
+                OrigNode::Dir(sub) => down(sub, vec![name.clone()]),
+                _ => vec![name.clone()],
+            })
+            .collect()
     }
 }
 
@@ -405,8 +413,49 @@ mod tests {
                 d.entries.get(&b"l"[..]),
                 Some(OrigNode::Link { to_dir: false, .. })
             ));
-            assert_eq!(s.root.base_path(), vec![b"d".to_vec()]);
+            assert_eq!(s.root.roots(), vec![vec![b"d".to_vec()]]);
         }
+    }
+
+    #[test]
+    fn roots_follow_single_directories_for_each_include() {
+        fn dir(entries: Vec<(&str, OrigNode)>) -> OrigNode {
+            OrigNode::Dir(OrigDir {
+                attrs: None,
+                entries: entries
+                    .into_iter()
+                    .map(|(n, e)| (n.as_bytes().to_vec(), e))
+                    .collect(),
+            })
+        }
+        let file = || OrigNode::Link {
+            attrs: OrigAttrs::default(),
+            target: b"t".to_vec(),
+            to_dir: false,
+        };
+        let OrigNode::Dir(one) = dir(vec![(
+            "home",
+            dir(vec![("me", dir(vec![("a", file()), ("b", file())]))]),
+        )]) else {
+            unreachable!()
+        };
+        assert_eq!(one.roots(), vec![vec![b"home".to_vec(), b"me".to_vec()]]);
+        let OrigNode::Dir(two) = dir(vec![
+            (
+                "etc",
+                dir(vec![("x", dir(vec![("a", file()), ("b", file())]))]),
+            ),
+            ("vmlinuz", file()),
+        ]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            two.roots(),
+            vec![
+                vec![b"etc".to_vec(), b"x".to_vec()],
+                vec![b"vmlinuz".to_vec()]
+            ]
+        );
     }
 
     #[test]

@@ -317,11 +317,7 @@ impl Job {
     fn derived_includes(&self, names: &[OrigName]) -> Vec<PathBuf> {
         for name in names.iter().rev() {
             if let Ok(s) = legacy::read_snapshot(&self.dir, name) {
-                let mut p = PathBuf::from("/");
-                for c in s.root.base_path() {
-                    p.push(OsStr::from_bytes(&c));
-                }
-                return vec![p];
+                return s.root.roots().iter().map(|r| root_path(r)).collect();
             }
         }
         Vec::new()
@@ -463,13 +459,21 @@ impl Job {
         let started_ns = secs.saturating_mul(1_000_000_000);
         let elapsed = snap.stats.as_ref().map_or(0.0, |s| s.real_secs);
         let bytes = |p: &Path| serde_bytes::ByteBuf::from(p.as_os_str().as_bytes().to_vec());
-        let roots = target
+        let mut roots: Vec<_> = target
             .spec
             .includes
             .iter()
             .filter(|p| crate::snapshot::retrieve::find(root, p).is_some())
             .map(|p| bytes(p))
             .collect();
+        if roots.is_empty() {
+            roots = snap
+                .root
+                .roots()
+                .iter()
+                .map(|r| bytes(&root_path(r)))
+                .collect();
+        }
         Header {
             archive: target.spec.name.to_string(),
             host,
@@ -498,6 +502,15 @@ fn source_reason(e: &ContentError) -> String {
         ContentError::Source { err, .. } => err.to_string(),
         other => other.to_string(),
     }
+}
+
+/// `/a/b/c` of path components.
+pub(crate) fn root_path(components: &[Vec<u8>]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for c in components {
+        p.push(OsStr::from_bytes(c));
+    }
+    p
 }
 
 /// `<location>` of a repository at `<location>/epygibus.d/repos/<user>/<name>`.

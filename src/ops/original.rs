@@ -7,7 +7,6 @@
 //! file whose content is missing or damaged is left out and reported.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -287,13 +286,12 @@ fn prepare(
         }
     })
     .map_err(|e| OpError::Invalid(format!("original snapshot {}: {e}", path.display())))?;
-    let base: PathBuf = std::iter::once(OsStr::new("/"))
-        .chain(snap.root.base_path().iter().map(|c| OsStr::from_bytes(c)))
-        .collect();
+    let roots = snap.root.roots().into_iter().map(|r| {
+        let path = super::import::root_path(&r);
+        serde_bytes::ByteBuf::from(path.as_os_str().as_bytes().to_vec())
+    });
     let header = Header {
-        roots: vec![serde_bytes::ByteBuf::from(
-            base.as_os_str().as_bytes().to_vec(),
-        )],
+        roots: roots.collect(),
         ..Header::default()
     };
     let content = OrigContent {
