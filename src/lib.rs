@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod fsio;
+pub mod legacy;
 pub mod mount;
 pub mod ops;
 pub mod pool;

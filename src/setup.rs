@@ -217,6 +217,23 @@ pub struct NewArchive {
 /// Creates the archive's snapshot directory, records its spec and registers
 /// the directory in the repository.
 pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
+    let includes = new
+        .includes
+        .iter()
+        .map(|p| checked_include(p))
+        .collect::<Result<Vec<_>>>()?;
+    create(config, new, includes)
+}
+
+/// Creates an archive for snapshots imported from the original epygibus:
+/// as [`create_archive`], but its includes need not exist on this machine
+/// (the backups may come from another one); they are only made absolute.
+pub fn create_imported_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
+    let includes = new.includes.iter().map(|p| clean_path(p)).collect();
+    create(config, new, includes)
+}
+
+fn create(config: &Config, new: NewArchive, includes: Vec<PathBuf>) -> Result<ArchiveSpec> {
     if config.archive_dir(&new.name).exists() {
         return Err(ConfigError::Taken {
             kind: "archive",
@@ -231,11 +248,6 @@ pub fn create_archive(config: &Config, new: NewArchive) -> Result<ArchiveSpec> {
         Some(p) => p.to_fields(),
         None => Default::default(),
     };
-    let includes = new
-        .includes
-        .iter()
-        .map(|p| checked_include(p))
-        .collect::<Result<Vec<_>>>()?;
     let repo = Repository::open_dir(&new.repo.path, Access::ReadOnly)?;
     let (host, user) = (host()?, user()?);
     let parent = data_root(&new.location)?
@@ -313,7 +325,17 @@ pub fn checked_include(path: &Path) -> Result<PathBuf> {
         path: path.to_owned(),
         reason,
     };
-    let absolute = std::path::absolute(path).map_err(|e| bad(e.to_string()))?;
+    let clean = std::path::absolute(path)
+        .map(|a| clean_path(&a))
+        .map_err(|e| bad(e.to_string()))?;
+    fs::symlink_metadata(&clean).map_err(|e| bad(format!("it does not exist ({e})")))?;
+    Ok(clean)
+}
+
+/// `path` made absolute (against the current directory) without `.` and
+/// `..` components.
+fn clean_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| Path::new("/").join(path));
     let mut clean = PathBuf::new();
     for c in absolute.components() {
         match c {
@@ -324,6 +346,5 @@ pub fn checked_include(path: &Path) -> Result<PathBuf> {
             other => clean.push(other),
         }
     }
-    fs::symlink_metadata(&clean).map_err(|e| bad(format!("it does not exist ({e})")))?;
-    Ok(clean)
+    clean
 }

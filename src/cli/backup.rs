@@ -227,6 +227,10 @@ fn print_bu_stats(archive: &str, r: &BackupReport) {
 }
 
 pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
+    if let Some(dir) = args.source.spec().original_dir() {
+        let (build, storage) = (args.build_stats, args.storage_stats);
+        return super::import::lss_original(dir, args.newest_first, build, storage, args.json);
+    }
     let source = Source::resolve(ctx, &args.source.spec())?;
     let dir = source.snapshots.as_ref();
     let mut names = source.snapshots()?;

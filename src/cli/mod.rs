@@ -26,6 +26,7 @@ mod backup;
 mod browse;
 mod check;
 mod forget;
+mod import;
 mod output;
 mod progress;
 mod repo;
@@ -236,6 +237,18 @@ enum Command {
     ///
     /// Example: mkdir -p ~/backups && epygibus mount -A docs ~/backups
     Mount(browse::MountArgs),
+    /// Bring backups of the original (Python) epygibus along.
+    ///
+    /// Every snapshot of the original becomes a snapshot of an archive
+    /// here under the time in its name (read in --tz), with the same tree;
+    /// its content is copied into the repository, each content file checked
+    /// against its SHA-1. The original's files are only read. Running it
+    /// again imports only what is new. Exit status 3: some snapshots could
+    /// not be imported (listed on stderr; nothing of them was written).
+    ///
+    /// Examples: epygibus import -E /mnt/nas/epygibus.d/snapshots/oldbox/me/docs -A docs -R home --tz Europe/Berlin;
+    /// epygibus import --original-config ~/.config/epygibus.d --mounted-at /media/usb -R home
+    Import(import::ImportArgs),
     /// List the configured content repositories.
     ///
     /// Example: epygibus lr
@@ -373,6 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Find(a) => browse::find(&ctx, a),
         Command::History(a) => browse::history_cmd(&ctx, a),
         Command::Mount(a) => browse::mount(&ctx, a),
+        Command::Import(a) => import::import(&ctx, a, &command_line),
     }
 }
 
@@ -393,7 +407,9 @@ fn limit_malloc_arenas() {
 const GROUPS: &[(&str, &[&str])] = &[
     (
         "Setting up",
-        &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
+        &[
+            "new_repo", "new", "attach", "import", "edit", "lr", "la", "show",
+        ],
     ),
     (
         "Backing up",

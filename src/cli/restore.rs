@@ -26,7 +26,8 @@ pub struct SourceArgs {
     #[arg(short = 'A', long = "archive", value_name = "NAME")]
     pub archive: Option<String>,
     /// Rescue: a snapshot directory to use without any configuration
-    /// (its snapshots say where their repository is).
+    /// (its snapshots say where their repository is); also a snapshot
+    /// directory of the original Python epygibus.
     #[arg(short = 'E', long = "exigency", value_name = "SNAPSHOT_DIR")]
     pub exigency: Option<PathBuf>,
 }

@@ -42,7 +42,7 @@ impl ReadBatch {
 /// asked for.
 pub struct BatchData<'a> {
     repo: &'a Repository,
-    batch: &'a ReadBatch,
+    batch: ReadBatch,
     bytes: OnceLock<Option<Vec<u8>>>,
 }
 
@@ -95,7 +95,7 @@ impl Repository {
     }
 
     /// Starts reading a batch (nothing is read until an item is opened).
-    pub fn read_batch<'a>(&'a self, batch: &'a ReadBatch) -> BatchData<'a> {
+    pub fn read_batch(&self, batch: ReadBatch) -> BatchData<'_> {
         BatchData {
             repo: self,
             batch,
@@ -105,6 +105,11 @@ impl Repository {
 }
 
 impl BatchData<'_> {
+    /// The batch's members (see [`ReadBatch::members`]).
+    pub fn members(&self) -> &[(usize, ContentToken)] {
+        self.batch.members()
+    }
+
     /// A reader of one member's content, from the batch's range when it
     /// holds the item intact, else the way a single read goes (which finds
     /// an item another machine moved, and names what is damaged).

@@ -119,6 +119,88 @@ impl<'r> BackupSession<'r> {
         self.store_file(path, Purpose::Reference)
     }
 
+    /// Stores content that is not a file of its own (the original
+    /// epygibus's gzip content files, when importing) and counts one more
+    /// reference to it. `open` gives a fresh reader of the content each
+    /// time it is called: once for content up to `SMALL_FILE`, twice for
+    /// larger (hash, then write only when the repository lacks it). A read
+    /// error (such as a checking reader refusing damaged content) is a
+    /// source error naming `what`, and nothing is counted. Content whose
+    /// count is zero is written again rather than revived, as there is no
+    /// source file to restore it from later; its object is touched so a
+    /// prune elsewhere sees it young.
+    pub fn store_reader(
+        &self,
+        what: &Path,
+        open: &mut dyn FnMut() -> std::io::Result<Box<dyn Read + Send>>,
+    ) -> Result<ContentToken> {
+        let mut first = open().map_err(source_err(what))?;
+        let mut head = Vec::new();
+        (&mut first)
+            .take(codec::SMALL_FILE as u64 + 1)
+            .read_to_end(&mut head)
+            .map_err(source_err(what))?;
+        let small = head.len() <= codec::SMALL_FILE;
+        let (token, size) = if small {
+            (ContentToken::of(&head), head.len() as u64)
+        } else {
+            codec::hash_stream(&mut std::io::Cursor::new(&head).chain(first))
+                .map_err(source_err(what))?
+        };
+        let revived = {
+            let mut index = self.repo.index();
+            match index.entries.get_mut(&token) {
+                Some(e) if e.refs > 0 => {
+                    e.refs += 1;
+                    drop(index);
+                    self.repo.mark_dirty();
+                    lock(&self.refs).push(token);
+                    return Ok(token);
+                }
+                found => found.is_some(),
+            }
+        };
+        if small && size <= MAX_PACKED {
+            // Written again into a pack when its count was zero (its old
+            // copy stays until a prune, as a revived one would).
+            return self.store_packed(token, &head, Purpose::Reference);
+        }
+        let store = self.repo.store.as_ref();
+        let (form, stored) = if small {
+            let (form, bytes) = codec::encode_small(&head, self.repo.prefer);
+            let name = content_name(&token, form);
+            self.repo.put_content(&token, || {
+                let mut o = store.create(&name)?;
+                o.write_all(&bytes)
+                    .map_err(|e| StoreError::new("write", store.place(&name), e))?;
+                Ok((o, form, bytes.len() as u64))
+            })?
+        } else {
+            self.repo.put_content(&token, || {
+                let mut reader = TrackedReader::new(open().map_err(source_err(what))?);
+                let written = codec::write_stream(&mut reader, self.repo.prefer, |form| {
+                    store
+                        .create(&content_name(&token, form))
+                        .map_err(std::io::Error::other)
+                });
+                let written = match written {
+                    Ok(w) => w,
+                    Err(err) if reader.failed() => return Err(source_err(what)(err)),
+                    Err(err) => return Err(write_err(store, &token, err)),
+                };
+                if written.token != token || written.size != size {
+                    return Err(ContentError::ChangedWhileReading(what.to_owned()));
+                }
+                Ok((written.object, written.form, written.stored_size))
+            })?
+        };
+        if revived {
+            let _ = store.touch(&content_name(&token, form));
+        }
+        self.record_new(token, size, form, stored, Place::Loose);
+        Ok(token)
+    }
+
     /// Counts one more reference to content already stored, for a file
     /// whose content is known unchanged from an earlier snapshot.
     pub fn reference_contents(&self, token: &ContentToken) -> Result<()> {

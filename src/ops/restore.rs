@@ -1,12 +1,13 @@
 //! Getting files back: restore, extract, cat, ls.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::original;
 use super::source::{Source, SourceSpec};
 use super::{Context, OpError, Result};
 use crate::clock::{Civil, now_secs};
-use crate::content::ContentReader;
 use crate::progress::Progress;
 use crate::snapshot::model::{DirNode, FileName, Node};
 use crate::snapshot::restore::{RestoreOptions, RestoreReport};
@@ -63,6 +64,9 @@ pub fn restore(
     command: &str,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    if let Some(dir) = req.source.original_dir() {
+        return original::restore(dir, req, &restore_options(req.overwrite), progress);
+    }
     let source = Source::resolve(ctx, &req.source)?;
     let (name, snapshot) = source.pick(req.back)?;
     let opts = restore_options(req.overwrite);
@@ -90,6 +94,10 @@ pub fn extract(
     command: &str,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    if let Some(dir) = req.source.original_dir() {
+        let opts = restore_options(req.overwrite);
+        return original::extract(dir, req, target, &opts, progress);
+    }
     let source = Source::resolve(ctx, &req.source)?;
     let (name, snapshot) = source.pick(req.back)?;
     let Some((path, want)) = wanted(&req.selection) else {
@@ -118,7 +126,10 @@ pub fn cat(
     back: i64,
     path: &Path,
     command: &str,
-) -> Result<ContentReader> {
+) -> Result<Box<dyn Read + Send>> {
+    if let Some(dir) = source.original_dir() {
+        return original::cat(dir, back, path);
+    }
     let source = Source::resolve(ctx, source)?;
     let (name, snapshot) = source.pick(back)?;
     let path = retrieve::absolute(path);
@@ -134,7 +145,7 @@ pub fn cat(
         Node::Dir(_) => unreachable!("lookup checked the kind"),
     };
     let repo = source.open_repo(ctx, command)?;
-    Ok(repo.open_contents_read_only(&token)?)
+    Ok(Box::new(repo.open_contents_read_only(&token)?))
 }
 
 /// One entry of a listed directory.
@@ -148,6 +159,9 @@ pub enum Listed {
 
 /// The entries of a directory of a snapshot, sorted by name.
 pub fn ls(ctx: &Context, source: &SourceSpec, back: i64, path: &Path) -> Result<Vec<Listed>> {
+    if let Some(dir) = source.original_dir() {
+        return original::ls(dir, back, path);
+    }
     let source = Source::resolve(ctx, source)?;
     let (name, snapshot) = source.pick(back)?;
     let path = retrieve::absolute(path);

@@ -24,6 +24,17 @@ pub enum SourceSpec {
     SnapshotDir(PathBuf),
 }
 
+impl SourceSpec {
+    /// The snapshot directory when it holds the original epygibus's
+    /// snapshots (read by [`super::original`], not by [`Source`]).
+    pub fn original_dir(&self) -> Option<&Path> {
+        match self {
+            SourceSpec::SnapshotDir(dir) if crate::legacy::is_original_dir(dir) => Some(dir),
+            _ => None,
+        }
+    }
+}
+
 /// A configured archive with its snapshot store.
 pub struct Archive {
     pub spec: ArchiveSpec,

@@ -232,7 +232,7 @@ fn path_bytes(p: &Path) -> Vec<u8> {
 
 /// Where the repository is, absolutely and relative to the snapshot
 /// directory (for the rescue when the configuration is lost).
-fn repo_ref(spec: &ArchiveSpec, snapshots: &Location, repo: &Repository) -> RepoRef {
+pub fn repo_ref(spec: &ArchiveSpec, snapshots: &Location, repo: &Repository) -> RepoRef {
     let (path, relative) = match (repo.location().as_dir(), snapshots.as_dir()) {
         (Some(r), Some(s)) => (path_bytes(r), path_bytes(&fsio::relative_path(s, r))),
         (Some(r), None) => (path_bytes(r), Vec::new()),

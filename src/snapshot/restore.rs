@@ -22,7 +22,85 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::model::{Attrs, DirNode, FileName, FileNode, LinkNode, Node};
-use crate::content::{BatchData, ContentError, ContentReader, ContentToken, Repository};
+use crate::content::{BatchData, ContentError, ContentToken, Repository};
+
+/// Where a restore reads content: the repository, or a view of another
+/// store of the same content (the original epygibus's repository, read
+/// directly). The restore checks every byte against the token itself.
+pub trait ContentSource: Sync {
+    /// A reader of the content `token` names.
+    fn open_content(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>>;
+
+    /// The tokens (by position) in groups read together, in the order to
+    /// read them; by default each alone, in the order given.
+    fn read_groups<'a>(&'a self, tokens: &[ContentToken]) -> Vec<Box<dyn ReadGroup + 'a>> {
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Box::new(Single {
+                    source: self,
+                    member: [(i, *t)],
+                }) as Box<dyn ReadGroup + 'a>
+            })
+            .collect()
+    }
+}
+
+/// Contents read together (the neighbouring entries of one pack).
+pub trait ReadGroup: Sync + Send {
+    /// Positions in the list given to [`ContentSource::read_groups`], with
+    /// their tokens.
+    fn members(&self) -> &[(usize, ContentToken)];
+    /// A reader of one member's content.
+    fn open(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>>;
+}
+
+struct Single<'a, S: ContentSource + ?Sized> {
+    source: &'a S,
+    member: [(usize, ContentToken); 1],
+}
+
+impl<S: ContentSource + ?Sized> ReadGroup for Single<'_, S> {
+    fn members(&self) -> &[(usize, ContentToken)] {
+        &self.member
+    }
+
+    fn open(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.source.open_content(token)
+    }
+}
+
+impl ContentSource for Repository {
+    fn open_content(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>> {
+        match self.open_contents_read_only(token) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+
+    /// In the order the content lies in the repository: each pack once,
+    /// front to back (docs/design.md, speed rules).
+    fn read_groups<'a>(&'a self, tokens: &[ContentToken]) -> Vec<Box<dyn ReadGroup + 'a>> {
+        self.plan_reads(tokens)
+            .into_iter()
+            .map(|b| Box::new(self.read_batch(b)) as Box<dyn ReadGroup + 'a>)
+            .collect()
+    }
+}
+
+impl ReadGroup for BatchData<'_> {
+    fn members(&self) -> &[(usize, ContentToken)] {
+        BatchData::members(self)
+    }
+
+    fn open(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>> {
+        match BatchData::open(self, token) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}
 use crate::fsio;
 use crate::progress::Progress;
 
@@ -107,7 +185,7 @@ struct FileJob<'s> {
 }
 
 struct Restorer<'s> {
-    repo: &'s Repository,
+    repo: &'s dyn ContentSource,
     progress: &'s dyn Progress,
     opts: &'s RestoreOptions,
     dirs: Vec<DirJob>,
@@ -191,7 +269,7 @@ impl Parent {
 
 /// Restores `node` as `name` inside `parent`.
 pub fn restore_into(
-    repo: &Repository,
+    repo: &dyn ContentSource,
     parent: Parent,
     name: &FileName,
     node: &Node,
@@ -484,7 +562,7 @@ impl<'s> Restorer<'s> {
         let aside = Mutex::new(Vec::new());
         let (files, bytes, unchanged) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
         let this = &*self;
-        let each = |job: &FileJob, data: &BatchData| {
+        let each = |job: &FileJob, data: &dyn ReadGroup| {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -525,12 +603,11 @@ impl<'s> Restorer<'s> {
         // pack once, front to back (docs/design.md, speed rules).
         let jobs: Vec<&FileJob> = this.files.iter().filter(|j| j.link_to.is_none()).collect();
         let tokens: Vec<ContentToken> = jobs.iter().map(|j| j.node.token).collect();
-        let batches = this.repo.plan_reads(&tokens);
+        let groups = this.repo.read_groups(&tokens);
         crate::pool::io_pool().install(|| {
-            batches.par_iter().for_each(|batch| {
-                let data = this.repo.read_batch(batch);
-                for (i, _) in batch.members() {
-                    each(jobs[*i], &data);
+            groups.par_iter().for_each(|group| {
+                for (i, _) in group.members() {
+                    each(jobs[*i], group.as_ref());
                 }
             })
         });
@@ -550,7 +627,7 @@ impl<'s> Restorer<'s> {
     }
 
     /// Restores one regular file (phase 2).
-    fn restore_file(&self, job: &FileJob, data: &BatchData) -> Result<Outcome, FileFailure> {
+    fn restore_file(&self, job: &FileJob, data: &dyn ReadGroup) -> Result<Outcome, FileFailure> {
         let dir = &self.dirs[job.dir];
         let now = self
             .existing_in(job.dir, job.name)
@@ -589,14 +666,14 @@ impl<'s> Restorer<'s> {
     /// created (`fresh`), nothing can be in the way and nobody else looks:
     /// the file is written under its own name (one rename fewer per file;
     /// a damaged one is removed again).
-    fn write_content(
+    fn write_content<'o>(
         &self,
         dir: &OwnedFd,
         fresh: bool,
         name: &FileName,
         node: &FileNode,
         path: &Path,
-        open: &dyn Fn() -> Result<ContentReader, ContentError>,
+        open: &dyn Fn() -> io::Result<Box<dyn Read + Send + 'o>>,
     ) -> Result<(), FileFailure> {
         let mut reader = match open() {
             Ok(r) => r,
@@ -693,7 +770,7 @@ impl<'s> Restorer<'s> {
             rustix::fs::renameat(&dir.fd, temp.as_str(), &dir.fd, job.name.as_bytes())
                 .map_err(|e| classify("rename into place", &job.path, errno(e)))
         } else {
-            let open = || self.repo.open_contents_read_only(&job.node.token);
+            let open = || self.repo.open_content(&job.node.token);
             // Not fresh: the name may hold what was moved aside above.
             self.write_content(&dir.fd, false, job.name, job.node, &job.path, &open)
         };

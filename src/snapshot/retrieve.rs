@@ -7,8 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::format::Snapshot;
 use super::model::{DirNode, FileName, Node};
-use super::restore::{self, RestoreError, RestoreOptions, RestoreReport};
-use crate::content::Repository;
+use super::restore::{self, ContentSource, RestoreError, RestoreOptions, RestoreReport};
 use crate::progress::Progress;
 
 /// What the user asked for.
@@ -138,7 +137,7 @@ fn split(path: &Path) -> Result<(PathBuf, FileName)> {
 
 /// Puts the entry at `path` back where it was.
 pub fn restore_path(
-    repo: &Repository,
+    repo: &dyn ContentSource,
     snapshot: &Snapshot,
     node: &Node,
     path: &Path,
@@ -154,7 +153,7 @@ pub fn restore_path(
 
 /// Restores every path the snapshot was made of.
 pub fn restore_all(
-    repo: &Repository,
+    repo: &dyn ContentSource,
     snapshot: &Snapshot,
     opts: &RestoreOptions,
     progress: &dyn Progress,
@@ -202,7 +201,7 @@ fn merge(total: &mut RestoreReport, r: RestoreReport) {
 /// Copies the entry into `into_dir` under its own name or `with_name`;
 /// refuses when that exists, unless overwriting.
 pub fn extract(
-    repo: &Repository,
+    repo: &dyn ContentSource,
     node: &Node,
     path: &Path,
     into_dir: &Path,

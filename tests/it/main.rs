@@ -15,6 +15,8 @@ mod crash;
 mod damaged;
 mod forget_cli;
 mod house;
+mod import;
+mod import_written;
 mod mount;
 mod packs;
 mod repo_cli;
