@@ -15,5 +15,6 @@ mod house;
 mod repo_cli;
 mod restore_cli;
 mod rigs;
+mod s3;
 mod source_trouble;
 mod ux_cli;

@@ -108,3 +108,24 @@ pub fn release(repo: &Path, tokens: &[ContentToken]) -> u64 {
     r.commit().unwrap();
     n
 }
+
+/// The store at `location` (a directory or `s3://…`), an S3 one reaching
+/// its server with `vars` in place of the environment.
+pub fn store_at(
+    location: &str,
+    vars: &HashMap<String, String>,
+) -> epygibus::store::SharedStore {
+    match epygibus::store::Location::parse(std::ffi::OsStr::new(location)) {
+        Ok(epygibus::store::Location::S3(at)) => {
+            std::sync::Arc::new(epygibus::store::S3Store::with_vars(&at, vars))
+        }
+        Ok(other) => epygibus::store::open(&other),
+        Err(e) => panic!("bad location {location}: {e}"),
+    }
+}
+
+/// Runs the storage interface's conformance suite on the (empty) store at
+/// `location`.
+pub fn run_conformance(location: &str, vars: &HashMap<String, String>) {
+    epygibus::store::conformance::run_all(store_at(location, vars).as_ref());
+}

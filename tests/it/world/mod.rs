@@ -19,6 +19,7 @@ pub mod files;
 pub mod lib_api;
 mod machine;
 pub mod rigs;
+pub mod s3;
 mod run;
 pub mod snapshot;
 pub mod tree;
