@@ -369,6 +369,11 @@ fn seed_spellings(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     out
 }
 
+/// A `--location` value: a directory, or `s3://BUCKET/PREFIX`.
+fn parse_location(text: &str) -> Result<crate::store::Location, String> {
+    crate::store::Location::parse(std::ffi::OsStr::new(text))
+}
+
 /// The command as typed, for lock files (so others see who holds a lock).
 fn command_line() -> String {
     let args: Vec<String> = std::env::args_os()

@@ -70,7 +70,12 @@ impl Location {
         match self {
             Location::Dir(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
             Location::Memory(name) => name.rsplit('/').next().map(str::to_owned),
-            Location::S3(s) => s.prefix.rsplit('/').next().filter(|n| !n.is_empty()).map(str::to_owned),
+            Location::S3(s) => s
+                .prefix
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
         }
     }
 

@@ -3,11 +3,138 @@
 //! interface's conformance suite, the whole command flow, copies between
 //! repositories, crashes, two clients at once and a failing server.
 
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use epygibus::content::ContentToken;
+
+use crate::world::files::gunzip;
+use crate::world::lib_api::{self, At};
 use crate::world::s3::S3Server;
-use crate::world::{World, lib_api};
+use crate::world::tree::{Listing, assert_same_listing, listing};
+use crate::world::{Machine, World, noise, settle, text};
 
 fn server(test: &str, w: &World) -> Option<S3Server> {
     S3Server::up(test, &w.path("s3-rig"))
+}
+
+/// The world's machine, reaching the server with `vars`.
+pub fn s3_machine(w: &World, vars: &HashMap<String, String>) -> Machine {
+    (**w).clone().with_env(vars.clone())
+}
+
+/// A repository's location as configured (`path = …`).
+pub fn repo_location(m: &Machine, name: &str) -> String {
+    let spec = fs::read_to_string(m.config.join("repos").join(name)).unwrap();
+    spec.lines()
+        .find_map(|l| l.strip_prefix("path = "))
+        .unwrap_or_else(|| panic!("no path in {spec}"))
+        .to_owned()
+}
+
+/// An archive's snapshot location, as `show` reports it.
+pub fn archive_location(m: &Machine, name: &str) -> String {
+    let out = m.ok(&["show", "-A", name]);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Snapshot directory:"))
+        .unwrap_or_else(|| panic!("no snapshot directory in {out}"))
+        .trim()
+        .to_owned()
+}
+
+/// A tree with small text, incompressible data, an empty file, a symlink,
+/// nested directories and one file over the multipart part size.
+pub fn make_tree(src: &Path, seed: u64) {
+    fs::create_dir_all(src.join("docs/deep")).unwrap();
+    fs::create_dir_all(src.join("media")).unwrap();
+    fs::write(src.join("docs/a.txt"), text(5000, seed)).unwrap();
+    fs::write(src.join("docs/b.txt"), text(300, seed + 1)).unwrap();
+    fs::write(src.join("docs/same-as-b.txt"), text(300, seed + 1)).unwrap();
+    fs::write(src.join("docs/deep/empty"), b"").unwrap();
+    fs::write(src.join("docs/deep/c.bin"), noise(70_000, seed + 2)).unwrap();
+    fs::write(src.join("media/big.bin"), noise(9 << 20, seed + 3)).unwrap();
+    fs::write(src.join("media/big.txt"), text(3 << 20, seed + 4)).unwrap();
+    std::os::unix::fs::symlink("../docs/a.txt", src.join("media/link")).unwrap();
+}
+
+fn bu(m: &Machine, archive: &str) -> serde_json::Value {
+    let out = m
+        .run(&args!["bu", "--stats", "--json", "-A", archive])
+        .code(0)
+        .quiet();
+    let v = out.json()["backups"][0].clone();
+    assert!(v.get("error").is_none(), "{}", out.describe());
+    v
+}
+
+fn num(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+/// Asserts the repository's counts are exactly the references of every
+/// snapshot of the archives at `archives` (locations).
+pub fn assert_counts(
+    vars: &HashMap<String, String>,
+    repo: &str,
+    archives: &[&str],
+    when: &str,
+) -> HashMap<ContentToken, u64> {
+    let mut want: HashMap<ContentToken, u64> = HashMap::new();
+    for a in archives {
+        for (_, snap) in (At { location: a, vars }).snapshots() {
+            for t in snap.root.tokens() {
+                *want.entry(t).or_default() += 1;
+            }
+        }
+    }
+    let got = At {
+        location: repo,
+        vars,
+    }
+    .ref_counts();
+    let mut diff = Vec::new();
+    for (t, n) in &want {
+        if got.get(t) != Some(n) {
+            diff.push(format!(
+                "{}: used {n}, counted {:?}",
+                t.to_hex(),
+                got.get(t)
+            ));
+        }
+    }
+    for (t, c) in &got {
+        if *c > 0 && !want.contains_key(t) {
+            diff.push(format!("{}: unused, counted {c}", t.to_hex()));
+        }
+    }
+    assert!(diff.is_empty(), "{when}: counts are wrong: {diff:#?}");
+    want
+}
+
+/// Extracts `--dir src` of snapshot `back` into a fresh local directory
+/// and asserts it is exactly `want`.
+pub fn extract_exact(m: &Machine, w: &World, archive: &str, src: &Path, back: i64, want: &Listing) {
+    let into = tempfile::Builder::new()
+        .prefix("x.")
+        .tempdir_in(w.root())
+        .unwrap();
+    m.run(&args![
+        "extract",
+        "-A",
+        archive,
+        format!("--back={back}"),
+        "--dir",
+        src,
+        "--into-dir",
+        into.path()
+    ])
+    .code(0)
+    .quiet();
+    let got = listing(&into.path().join(src.file_name().unwrap()));
+    assert_same_listing(want, &got, &format!("extract of {archive} --back {back}"));
 }
 
 #[test]
@@ -19,4 +146,103 @@ fn s3_store_passes_the_conformance_suite() {
     lib_api::run_conformance(&s3.url("conformance/one"), &s3.vars);
     // At the bucket's root too (no key prefix).
     lib_api::run_conformance(&s3.url(""), &s3.vars);
+}
+
+/// new_repo, new, bu, lss, ls, cat, extract, restore --all, a second bu,
+/// del, prune, compress, check --read-data and unlock with the repository
+/// and the snapshots in the bucket; a content object fetched as any S3
+/// client would and gunzipped is the file.
+#[test]
+fn whole_command_flow_on_s3() {
+    let w = World::new();
+    let Some(s3) = server("whole_command_flow_on_s3", &w) else {
+        return;
+    };
+    let m = s3_machine(&w, &s3.vars);
+    let loc = format!("--location={}", s3.url("flow"));
+    let out = m.ok(&["new_repo", &loc, "home"]);
+    let repo = repo_location(&m, "home");
+    assert!(
+        repo.starts_with("s3://epygibus/flow/epygibus.d/repos/"),
+        "{repo}"
+    );
+    assert!(out.contains(&repo), "{out}");
+    let src = w.src();
+    make_tree(&src, 1);
+    settle();
+    let first = listing(&src);
+    let out = m.ok(&args!["new", "-A", "docs", "-I", &src, "-R", "home", &loc]);
+    let snaps = archive_location(&m, "docs");
+    assert!(
+        snaps.starts_with("s3://epygibus/flow/epygibus.d/snapshots/"),
+        "{snaps}"
+    );
+    assert!(out.contains(&snaps), "{out}");
+
+    let b = bu(&m, "docs");
+    assert_eq!(num(&b, "files"), 7, "{b}");
+    assert_eq!(num(&b, "new_items"), 6, "{b}");
+    assert_eq!(m.lss("docs", &[]).len(), 1);
+    let ls = m.ok(&args!["ls", "-A", "docs", src.join("media")]);
+    assert!(ls.lines().any(|l| l == "link -> ../docs/a.txt"), "{ls}");
+    let cat = m
+        .run(&args!["cat", "-A", "docs", src.join("docs/a.txt")])
+        .code(0);
+    assert_eq!(cat.stdout_bytes, text(5000, 1));
+    extract_exact(&m, &w, "docs", &src, 0, &first);
+
+    // Hand recovery: the object, fetched as is and gunzipped, is the file.
+    let token = ContentToken::of(&text(5000, 1));
+    let hex = token.to_hex();
+    let name = format!("content/{}/{hex}.gz", &hex[..2]);
+    let repo_at = At {
+        location: &repo,
+        vars: &s3.vars,
+    };
+    assert_eq!(gunzip(&repo_at.object(&name)), text(5000, 1));
+
+    // A second backup reads only what changed.
+    fs::write(src.join("docs/a.txt"), text(6000, 9)).unwrap();
+    settle();
+    let second = listing(&src);
+    let b = bu(&m, "docs");
+    assert_eq!(num(&b, "files_read"), 1, "{b}");
+    assert_eq!(num(&b, "new_items"), 1, "{b}");
+    extract_exact(&m, &w, "docs", &src, 1, &first);
+    assert_counts(&s3.vars, &repo, &[&snaps], "after two backups");
+
+    // Restore everything to where it was (as of the first snapshot).
+    fs::remove_dir_all(&src).unwrap();
+    m.run(&args!["restore", "-A", "docs", "--all", "--back=1"])
+        .code(0)
+        .quiet();
+    assert_same_listing(&first, &listing(&src), "restore --all from S3");
+
+    // del the first; prune removes only what it alone used.
+    m.ok(&["del", "-A", "docs"]);
+    assert_eq!(m.lss("docs", &[]).len(), 1);
+    let out = m.ok(&["prune", "-R", "home"]);
+    assert!(out.contains("Removed 1 "), "{out}");
+    assert!(
+        repo_at.read_content(&token).is_err(),
+        "pruned content is gone"
+    );
+    assert_counts(&s3.vars, &repo, &[&snaps], "after del and prune");
+    extract_exact(&m, &w, "docs", &src, 0, &second);
+
+    // compress both ways keeps reads exact.
+    m.ok(&["compress", "-U", "-R", "home"]);
+    extract_exact(&m, &w, "docs", &src, 0, &second);
+    m.ok(&["compress", "-R", "home"]);
+    extract_exact(&m, &w, "docs", &src, 0, &second);
+
+    let out = m.run(&["check", "-R", "home", "--read-data"]).code(0);
+    assert!(!out.stdout.is_empty(), "{}", out.describe());
+    m.run(&["check", "-A", "docs", "--read-data"]).code(0);
+    m.ok(&["unlock", "-R", "home"]);
+    assert!(repo_at.leftovers().is_empty(), "{:?}", repo_at.leftovers());
+    assert!(
+        !repo_at.objects("").iter().any(|n| n == "lock"),
+        "the lock is gone"
+    );
 }

@@ -417,7 +417,10 @@ impl Store for S3Store {
     fn touch(&self, name: &str) -> Result<()> {
         check_name(name).map_err(|e| StoreError::new("touch", self.place(name), e))?;
         let stamp = crate::clock::now_nanos() as u64;
-        let marker = format!("{name}{TOUCH_MARK}{stamp:016x}{:04x}", std::process::id() & 0xffff);
+        let marker = format!(
+            "{name}{TOUCH_MARK}{stamp:016x}{:04x}",
+            std::process::id() & 0xffff
+        );
         let _ = self.put_bytes(&marker, b"")?;
         let previous = self
             .markers
@@ -485,7 +488,13 @@ mod tests {
                 .to_string(),
             "s3://my-bucket/backups/home/epygibus.d/repos/u/r"
         );
-        for bad in ["s3://", "http://b/x", "s3://UP/x", "s3://b_b/x", "s3://ok/../x"] {
+        for bad in [
+            "s3://",
+            "http://b/x",
+            "s3://UP/x",
+            "s3://b_b/x",
+            "s3://ok/../x",
+        ] {
             assert!(S3Location::parse(bad).is_err(), "{bad}");
         }
     }
@@ -506,7 +515,10 @@ mod tests {
             meta("gone~touch~01", 90),
             meta("x/tmp.host.1.2.3", 5),
         ]);
-        let mut names: Vec<_> = folded.iter().map(|m| (m.name.as_str(), m.modified)).collect();
+        let mut names: Vec<_> = folded
+            .iter()
+            .map(|m| (m.name.as_str(), m.modified))
+            .collect();
         names.sort();
         assert_eq!(names, [("a", at(50)), ("b", at(20))]);
         assert_eq!(

@@ -39,8 +39,8 @@ pub fn open(client: &Client, key: &str) -> Result<ObjectStream, S3Error> {
 
 impl ObjectStream {
     fn resume(&mut self) -> io::Result<()> {
-        let mut req = Request::new("GET", Some(&self.key))
-            .header("range", format!("bytes={}-", self.offset));
+        let mut req =
+            Request::new("GET", Some(&self.key)).header("range", format!("bytes={}-", self.offset));
         if let Some(etag) = &self.etag {
             req = req.header("if-match", etag.clone());
         }

@@ -116,7 +116,11 @@ impl Settings {
                 }
                 (scheme.to_owned(), host.to_owned(), true)
             }
-            None => ("https".to_owned(), format!("s3.{region}.amazonaws.com"), false),
+            None => (
+                "https".to_owned(),
+                format!("s3.{region}.amazonaws.com"),
+                false,
+            ),
         };
         let number = |name: &str, default: u64| {
             var(name)

@@ -125,11 +125,10 @@ pub fn authorization(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         sha256_hex(canonical_request.as_bytes())
     );
-    let key = [day, region, "s3", "aws4_request"]
-        .iter()
-        .fold(format!("AWS4{}", creds.secret_key).into_bytes(), |k, part| {
-            hmac(&k, part.as_bytes())
-        });
+    let key = [day, region, "s3", "aws4_request"].iter().fold(
+        format!("AWS4{}", creds.secret_key).into_bytes(),
+        |k, part| hmac(&k, part.as_bytes()),
+    );
     let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
     format!(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
@@ -185,7 +184,9 @@ mod tests {
             ),
             "{auth}"
         );
-        assert!(auth.contains("Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"));
+        assert!(
+            auth.contains("Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request")
+        );
     }
 
     /// "Example: GET Bucket (List Objects)": the query is encoded and sorted.

@@ -106,7 +106,10 @@ mod tests {
 
     #[test]
     fn unescape_leaves_strange_text_alone() {
-        assert_eq!(unescape("a & b &bogus; &#1114112;"), "a & b &bogus; &#1114112;");
+        assert_eq!(
+            unescape("a & b &bogus; &#1114112;"),
+            "a & b &bogus; &#1114112;"
+        );
         assert_eq!(escape("<a&\">"), "&lt;a&amp;&quot;&gt;");
     }
 

@@ -107,9 +107,14 @@ impl Machine {
     }
 
     /// The same machine, its commands given `vars` in their environment.
-    pub fn with_env<K: ToString, V: ToString>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Machine {
-        self.env
-            .extend(vars.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    pub fn with_env<K: ToString, V: ToString>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Machine {
+        self.env.extend(
+            vars.into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         self
     }
 

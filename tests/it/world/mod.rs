@@ -19,8 +19,8 @@ pub mod files;
 pub mod lib_api;
 mod machine;
 pub mod rigs;
-pub mod s3;
 mod run;
+pub mod s3;
 pub mod snapshot;
 pub mod tree;
 

@@ -65,7 +65,9 @@ impl S3Server {
             .vars
             .insert("AWS_ENDPOINT_URL".into(), server.endpoint.clone());
         // Quick retries: a test of a dead server should not wait long.
-        server.vars.insert("EPYGIBUS_S3_BACKOFF_MS".into(), "50".into());
+        server
+            .vars
+            .insert("EPYGIBUS_S3_BACKOFF_MS".into(), "50".into());
         Some(server)
     }
 
@@ -99,7 +101,10 @@ impl Drop for S3Server {
             "s3.sh down",
         );
         if out.code != Some(0) {
-            eprintln!("warning: the S3 rig did not stop cleanly:\n{}", out.describe());
+            eprintln!(
+                "warning: the S3 rig did not stop cleanly:\n{}",
+                out.describe()
+            );
         }
     }
 }
