@@ -24,6 +24,7 @@ mod archive;
 mod attach;
 mod backup;
 mod check;
+mod copy;
 mod output;
 mod progress;
 mod repo;
@@ -125,6 +126,15 @@ enum Command {
     ///
     /// Example: epygibus lss --build-stats -A docs
     Lss(backup::LssArgs),
+    /// Copy snapshots of an archive into an archive on another repository.
+    ///
+    /// The backed-up files are not read again: the snapshots keep their
+    /// names and times, and only content the target repository lacks is
+    /// copied (from a NAS to a bucket, or a bucket to a USB disk). Without
+    /// --back, every snapshot the target does not have yet.
+    ///
+    /// Example: epygibus copy -A docs --to-archive docs-offsite
+    Copy(copy::CopyArgs),
     /// Delete a snapshot (the oldest by default) and release its content.
     ///
     /// Example: epygibus del -A docs --back=-1
@@ -272,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bu(a) => backup::bu(&ctx, a, &command_line),
         Command::Lss(a) => backup::lss(&ctx, a),
         Command::Del(a) => backup::del(&ctx, a, &command_line),
+        Command::Copy(a) => copy::copy(&ctx, a, &command_line),
         Command::Restore(a) => restore::restore(&ctx, a, &command_line),
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
@@ -298,7 +309,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Setting up",
         &["new_repo", "new", "attach", "edit", "lr", "la", "show"],
     ),
-    ("Backing up", &["bu", "lss", "del"]),
+    ("Backing up", &["bu", "lss", "del", "copy"]),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
     (
         "Housekeeping",

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod attach;
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod housekeeping;
 pub mod restore;
 pub mod source;

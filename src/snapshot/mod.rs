@@ -4,6 +4,7 @@
 //! content file.
 
 pub mod change;
+pub mod copy;
 pub mod diff;
 pub mod exclude;
 pub mod find;
@@ -214,7 +215,7 @@ fn path_bytes(p: &Path) -> Vec<u8> {
 
 /// Where the repository is, absolutely and relative to the snapshot
 /// directory (for the rescue when the configuration is lost).
-fn repo_ref(spec: &ArchiveSpec, snapshots: &Location, repo: &Repository) -> RepoRef {
+pub(super) fn repo_ref(spec: &ArchiveSpec, snapshots: &Location, repo: &Repository) -> RepoRef {
     RepoRef {
         name: spec.repo.to_string(),
         path: repo.location().to_bytes(),

@@ -246,3 +246,148 @@ fn whole_command_flow_on_s3() {
         "the lock is gone"
     );
 }
+
+fn copy_json(m: &Machine, from: &str, to: &str, extra: &[&str]) -> serde_json::Value {
+    let mut a = vec!["copy", "-A", from, "--to-archive", to, "--json"];
+    a.extend_from_slice(extra);
+    m.run(&a).code(0).quiet().json()
+}
+
+fn stamps(m: &Machine, archive: &str) -> Vec<String> {
+    m.lss(archive, &[])
+        .iter()
+        .map(|l| l.trim_end_matches(" **").to_owned())
+        .collect()
+}
+
+/// A directory archive copied into a bucket, the bucket's copy into
+/// another directory repository, and a directory archive into another
+/// directory repository: same names, exact restores of every snapshot,
+/// exact counts, only missing content copied, nothing copied twice.
+#[test]
+fn copy_between_directory_and_bucket_both_ways() {
+    let w = World::new();
+    let Some(s3) = server("copy_between_directory_and_bucket_both_ways", &w) else {
+        return;
+    };
+    let m = s3_machine(&w, &s3.vars);
+    let src = w.src();
+    make_tree(&src, 3);
+    settle();
+    let first = listing(&src);
+    m.ok(&args!["new_repo", w.loc_arg(), "nas"]);
+    m.ok(&args![
+        "new",
+        "-A",
+        "docs",
+        "-I",
+        &src,
+        "-R",
+        "nas",
+        w.loc_arg()
+    ]);
+    bu(&m, "docs");
+    fs::write(src.join("docs/a.txt"), text(7000, 77)).unwrap();
+    settle();
+    let second = listing(&src);
+    bu(&m, "docs");
+
+    // Directory to bucket.
+    let s3loc = format!("--location={}", s3.url("offsite"));
+    m.ok(&["new_repo", &s3loc, "cloud"]);
+    m.ok(&args![
+        "new", "-A", "offsite", "-I", &src, "-R", "cloud", &s3loc
+    ]);
+    let v = copy_json(&m, "docs", "offsite", &[]);
+    let copied = v["copied"].as_array().unwrap();
+    assert_eq!(copied.len(), 2, "{v}");
+    assert_eq!(num(&copied[0], "new_items"), 6, "{v}");
+    assert_eq!(
+        num(&copied[1], "new_items"),
+        1,
+        "only the changed file: {v}"
+    );
+    assert_eq!(stamps(&m, "offsite"), stamps(&m, "docs"), "names are kept");
+    let cloud = repo_location(&m, "cloud");
+    let offsite = archive_location(&m, "offsite");
+    assert_counts(&s3.vars, &cloud, &[&offsite], "after copy to the bucket");
+    extract_exact(&m, &w, "offsite", &src, 0, &second);
+    extract_exact(&m, &w, "offsite", &src, 1, &first);
+    for (_, snap) in (At {
+        location: &offsite,
+        vars: &s3.vars,
+    })
+    .snapshots()
+    {
+        assert_eq!(snap.header.archive, "offsite");
+        assert_eq!(
+            snap.header.repo.path,
+            cloud.as_bytes(),
+            "the header names the copy's repository"
+        );
+    }
+    // The bucket's copy alone is enough (rescue without configuration).
+    let cat = m
+        .run(&args!["cat", "-E", &offsite, src.join("docs/a.txt")])
+        .code(0);
+    assert_eq!(cat.stdout_bytes, text(7000, 77));
+
+    // Again: nothing to do. After a third backup: only that one.
+    let v = copy_json(&m, "docs", "offsite", &[]);
+    assert!(v["copied"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["already"].as_array().unwrap().len(), 2, "{v}");
+    fs::write(src.join("docs/b.txt"), text(900, 78)).unwrap();
+    settle();
+    let third = listing(&src);
+    bu(&m, "docs");
+    let v = copy_json(&m, "docs", "offsite", &[]);
+    assert_eq!(v["copied"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(num(&v["copied"][0], "new_items"), 1, "{v}");
+    extract_exact(&m, &w, "offsite", &src, 0, &third);
+    assert_counts(&s3.vars, &cloud, &[&offsite], "after the third copy");
+
+    // Bucket to directory, one snapshot first (--back), then the rest.
+    let usb = w.path("usb");
+    fs::create_dir(&usb).unwrap();
+    let usbloc = format!("--location={}", usb.display());
+    m.ok(&["new_repo", &usbloc, "usb"]);
+    m.ok(&args![
+        "new", "-A", "usbcopy", "-I", &src, "-R", "usb", &usbloc
+    ]);
+    let v = copy_json(&m, "offsite", "usbcopy", &["--back=1"]);
+    assert_eq!(v["copied"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(stamps(&m, "usbcopy"), stamps(&m, "docs")[1..2]);
+    let v = copy_json(&m, "offsite", "usbcopy", &[]);
+    assert_eq!(v["copied"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(stamps(&m, "usbcopy"), stamps(&m, "docs"));
+    for (back, want) in [(0, &third), (1, &second), (2, &first)] {
+        extract_exact(&m, &w, "usbcopy", &src, back, want);
+    }
+    m.assert_ref_counts("usb", &["usbcopy"], &[], "after copy from the bucket");
+    m.run(&["check", "-R", "usb", "--read-data"]).code(0);
+
+    // Directory to directory.
+    let disk2 = w.path("disk2");
+    fs::create_dir(&disk2).unwrap();
+    let loc2 = format!("--location={}", disk2.display());
+    m.ok(&["new_repo", &loc2, "disk2"]);
+    m.ok(&args!["new", "-A", "d2", "-I", &src, "-R", "disk2", &loc2]);
+    let v = copy_json(&m, "docs", "d2", &[]);
+    assert_eq!(v["copied"].as_array().unwrap().len(), 3, "{v}");
+    extract_exact(&m, &w, "d2", &src, 2, &first);
+    m.assert_ref_counts("disk2", &["d2"], &[], "after copy between directories");
+
+    // Within one repository there is nothing to copy.
+    m.ok(&args![
+        "new",
+        "-A",
+        "same",
+        "-I",
+        &src,
+        "-R",
+        "nas",
+        w.loc_arg()
+    ]);
+    let err = m.fail(&["copy", "-A", "docs", "--to-archive", "same"]);
+    assert!(err.contains("same repository"), "{err}");
+}
