@@ -391,3 +391,171 @@ fn copy_between_directory_and_bucket_both_ways() {
     let err = m.fail(&["copy", "-A", "docs", "--to-archive", "same"]);
     assert!(err.contains("same repository"), "{err}");
 }
+
+/// Asserts no count is lower than the references of the snapshots at
+/// `archives` (a crash or failure may leave them higher, never lower), and
+/// that every content those snapshots use is there and intact.
+fn assert_nothing_lost(vars: &HashMap<String, String>, repo: &str, archives: &[&str], when: &str) {
+    let at = At {
+        location: repo,
+        vars,
+    };
+    let got = at.ref_counts();
+    let mut uses: HashMap<ContentToken, u64> = HashMap::new();
+    for a in archives {
+        for (_, snap) in (At { location: a, vars }).snapshots() {
+            for t in snap.root.tokens() {
+                *uses.entry(t).or_default() += 1;
+            }
+        }
+    }
+    for (t, n) in &uses {
+        let c = got.get(t).copied().unwrap_or(0);
+        assert!(
+            c >= *n,
+            "{when}: {} used {n} times, counted {c}",
+            t.to_hex()
+        );
+        let data = at
+            .read_content(t)
+            .unwrap_or_else(|e| panic!("{when}: content {} is lost: {e}", t.to_hex()));
+        assert_eq!(
+            ContentToken::of(&data),
+            *t,
+            "{when}: {} is damaged",
+            t.to_hex()
+        );
+    }
+}
+
+/// A repository `home` and archive `docs` of `src` in the bucket, with
+/// `m` (whose variables may point at a proxy).
+fn bucket_setup(m: &Machine, s3: &S3Server, src: &Path, sub: &str) -> (String, String) {
+    let loc = format!("--location={}", s3.url(sub));
+    m.ok(&["new_repo", &loc, "home"]);
+    m.ok(&args!["new", "-A", "docs", "-I", src, "-R", "home", &loc]);
+    (repo_location(m, "home"), archive_location(m, "docs"))
+}
+
+/// The server answers 500 to every fourth request and loses the answer to
+/// others after doing what they asked: backups retry through it, lose
+/// nothing, and leave exact counts and exact restores.
+#[test]
+fn server_errors_and_lost_answers_lose_nothing() {
+    use crate::world::s3::{Fault, FaultProxy};
+    let w = World::new();
+    let Some(s3) = server("server_errors_and_lost_answers_lose_nothing", &w) else {
+        return;
+    };
+    let proxy = FaultProxy::start(s3.port());
+    let m = s3_machine(&w, &s3.vars_via(&proxy.endpoint));
+    let src = w.src();
+    make_tree(&src, 5);
+    settle();
+    let first = listing(&src);
+    let (repo, snaps) = bucket_setup(&m, &s3, &src, "flaky");
+    proxy.plan(|n| match (n % 4, n % 7) {
+        (0, _) => Fault::Error500,
+        (_, 3) => Fault::LoseAnswer,
+        _ => Fault::Pass,
+    });
+    let before = proxy.faults();
+    bu(&m, "docs");
+    fs::write(src.join("docs/a.txt"), text(4000, 55)).unwrap();
+    settle();
+    let second = listing(&src);
+    bu(&m, "docs");
+    m.ok(&["del", "-A", "docs"]);
+    m.ok(&["prune", "-R", "home"]);
+    assert!(proxy.faults() > before + 10, "faults: {}", proxy.faults());
+    proxy.plan(|_| Fault::Pass);
+    assert_counts(&s3.vars, &repo, &[&snaps], "after backups through faults");
+    extract_exact(&m, &w, "docs", &src, 0, &second);
+    let _ = first;
+    m.run(&["check", "-A", "docs", "--read-data"]).code(0);
+}
+
+/// A server too slow to answer within the timeout makes a backup fail
+/// cleanly (no snapshot); one that is only slow is waited for; afterwards
+/// everything works and no content is lost.
+#[test]
+fn slow_server_times_out_cleanly_then_works() {
+    use crate::world::s3::FaultProxy;
+    use std::time::Duration;
+    let w = World::new();
+    let Some(s3) = server("slow_server_times_out_cleanly_then_works", &w) else {
+        return;
+    };
+    let proxy = FaultProxy::start(s3.port());
+    let mut vars = s3.vars_via(&proxy.endpoint);
+    vars.insert("EPYGIBUS_S3_TIMEOUT".into(), "1".into());
+    vars.insert("EPYGIBUS_S3_ATTEMPTS".into(), "2".into());
+    let m = s3_machine(&w, &vars);
+    let src = w.src();
+    make_tree(&src, 6);
+    settle();
+    let tree = listing(&src);
+    let (repo, snaps) = bucket_setup(&m, &s3, &src, "slow");
+    proxy.delay(Duration::from_millis(1600));
+    let out = m.run(&["bu", "-A", "docs"]).code(1);
+    assert!(out.stderr.contains("did not answer"), "{}", out.describe());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.describe());
+    proxy.delay(Duration::from_millis(150));
+    bu(&m, "docs");
+    proxy.delay(Duration::ZERO);
+    assert_eq!(
+        m.lss("docs", &[]).len(),
+        1,
+        "the failed run wrote no snapshot"
+    );
+    assert_nothing_lost(&s3.vars, &repo, &[&snaps], "after a slow server");
+    extract_exact(&m, &w, "docs", &src, 0, &tree);
+}
+
+/// The server goes away in the middle of a backup (connections refused):
+/// the backup fails with a clear error and writes no snapshot; once the
+/// server is back the next backup works without `unlock` (the dead run's
+/// lock is broken), and no snapshot lost content.
+#[test]
+fn server_gone_mid_backup_then_next_run_works() {
+    use crate::world::s3::{Fault, FaultProxy};
+    let w = World::new();
+    let Some(s3) = server("server_gone_mid_backup_then_next_run_works", &w) else {
+        return;
+    };
+    let proxy = FaultProxy::start(s3.port());
+    let mut vars = s3.vars_via(&proxy.endpoint);
+    vars.insert("EPYGIBUS_S3_ATTEMPTS".into(), "3".into());
+    let m = s3_machine(&w, &vars);
+    let src = w.src();
+    make_tree(&src, 7);
+    settle();
+    let (repo, snaps) = bucket_setup(&m, &s3, &src, "gone");
+    bu(&m, "docs");
+    let kept = listing(&src);
+    for i in 0..4 {
+        fs::write(
+            src.join(format!("docs/new{i}.bin")),
+            noise(300_000, 100 + i),
+        )
+        .unwrap();
+    }
+    settle();
+    let cut = proxy.requests() + 12;
+    proxy.plan(move |n| if n > cut { Fault::Refuse } else { Fault::Pass });
+    let out = m.run(&["bu", "-A", "docs"]).code(1);
+    assert!(out.stderr.contains("S3 server"), "{}", out.describe());
+    proxy.plan(|_| Fault::Pass);
+    assert_eq!(
+        m.lss("docs", &[]).len(),
+        1,
+        "no snapshot from the failed run"
+    );
+    assert_nothing_lost(&s3.vars, &repo, &[&snaps], "after the server went away");
+    extract_exact(&m, &w, "docs", &src, 0, &kept);
+    let now = listing(&src);
+    bu(&m, "docs");
+    extract_exact(&m, &w, "docs", &src, 0, &now);
+    assert_nothing_lost(&s3.vars, &repo, &[&snaps], "after the next backup");
+    m.run(&["check", "-R", "home", "--read-data"]).code(0);
+}

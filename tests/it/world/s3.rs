@@ -108,3 +108,179 @@ impl Drop for S3Server {
         }
     }
 }
+
+/// What the fault proxy does to request number `n` (counting from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it and its answer.
+    Pass,
+    /// Answer 500 InternalError without forwarding it.
+    Error500,
+    /// Forward it, then close the connection without the answer (the
+    /// write happened; the client cannot know).
+    LoseAnswer,
+    /// Close the connection without forwarding (a dead server).
+    Refuse,
+}
+
+type Plan = dyn Fn(u64) -> Fault + Send + Sync;
+
+/// A tiny HTTP proxy on loopback in front of the S3 server, one request
+/// per connection, that fails, loses or delays requests as its plan says.
+pub struct FaultProxy {
+    pub endpoint: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    upstream: u16,
+    plan: std::sync::RwLock<Box<Plan>>,
+    delay: std::sync::Mutex<std::time::Duration>,
+    requests: std::sync::atomic::AtomicU64,
+    faults: std::sync::atomic::AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16) -> FaultProxy {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState {
+            upstream,
+            plan: std::sync::RwLock::new(Box::new(|_| Fault::Pass)),
+            delay: std::sync::Mutex::new(std::time::Duration::ZERO),
+            requests: Default::default(),
+            faults: Default::default(),
+            stop: Default::default(),
+        });
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(&s, conn);
+                });
+            }
+        });
+        FaultProxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            state,
+        }
+    }
+
+    /// From now on, request `n` (counted since the proxy started) gets
+    /// `plan(n)`.
+    pub fn plan(&self, plan: impl Fn(u64) -> Fault + Send + Sync + 'static) {
+        *self.state.plan.write().unwrap() = Box::new(plan);
+    }
+
+    /// Every answer waits this long first (a slow server).
+    pub fn delay(&self, d: std::time::Duration) {
+        *self.state.delay.lock().unwrap() = d;
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> u64 {
+        self.state
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests failed, lost or refused so far.
+    pub fn faults(&self) -> u64 {
+        self.state.faults.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the stop.
+        let _ = std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://"));
+    }
+}
+
+/// Reads one request (head and body by Content-Length) from `conn`.
+fn read_request(conn: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf)
+}
+
+/// One connection: one request, then the connection is closed (the
+/// request's `Connection` header is made `close` upstream too).
+fn serve(s: &ProxyState, mut conn: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let request = read_request(&mut conn)?;
+    let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let fault = (s.plan.read().unwrap())(n);
+    let delay = *s.delay.lock().unwrap();
+    std::thread::sleep(delay);
+    if fault != Fault::Pass {
+        s.faults.fetch_add(1, Ordering::SeqCst);
+    }
+    match fault {
+        Fault::Refuse => return Ok(()),
+        Fault::Error500 => {
+            let body = "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+            write!(
+                conn,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(());
+        }
+        Fault::Pass | Fault::LoseAnswer => {}
+    }
+    let text = String::from_utf8_lossy(&request);
+    let head_end = text.find("\r\n\r\n").map_or(request.len(), |i| i + 4);
+    let mut head: Vec<String> = String::from_utf8_lossy(&request[..head_end - 4])
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_owned)
+        .collect();
+    head.push("Connection: close".into());
+    let mut upstream = std::net::TcpStream::connect(("127.0.0.1", s.upstream))?;
+    upstream.write_all(head.join("\r\n").as_bytes())?;
+    upstream.write_all(b"\r\n\r\n")?;
+    upstream.write_all(&request[head_end..])?;
+    let mut answer = Vec::new();
+    upstream.read_to_end(&mut answer)?;
+    if fault == Fault::LoseAnswer {
+        return Ok(());
+    }
+    conn.write_all(&answer)?;
+    Ok(())
+}
