@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use epygibus::content::{Access, ContentToken, LockWait, Repository};
 use epygibus::snapshot::format::{self, Snapshot, SnapshotName};
-use epygibus::store::{LocalStore, Store as _};
+use epygibus::store::LocalStore;
 
 /// The snapshots in a snapshot directory, oldest first.
 pub fn list_snapshots(dir: &Path) -> Vec<SnapshotName> {
