@@ -705,3 +705,53 @@ fn two_clients_back_up_and_prune_at_once() {
     a.ok(&["prune", "-R", "home"]);
     b.run(&["check", "-R", "home", "--read-data"]).code(0);
 }
+
+/// `new_repo` probes the server: one that overwrites despite
+/// `If-None-Match: *` is refused (nothing is created) unless the user
+/// accepts a weaker lock; a missing bucket is named in one sentence.
+#[test]
+fn new_repo_refuses_a_server_without_conditional_writes() {
+    use crate::world::s3::FaultProxy;
+    if std::env::var("RIG_S3_SERVER").is_ok_and(|s| s == "s3s-fs") {
+        // Stripping a signed header breaks the signature s3s-fs checks.
+        eprintln!("SKIP: new_repo_refuses_a_server_without_conditional_writes: needs moto");
+        return;
+    }
+    let w = World::new();
+    let Some(s3) = server("new_repo_refuses_a_server_without_conditional_writes", &w) else {
+        return;
+    };
+    let proxy = FaultProxy::start(s3.port());
+    proxy.strip_conditionals(true);
+    let m = s3_machine(&w, &s3.vars_via(&proxy.endpoint));
+    let loc = format!("--location={}", s3.url("weak"));
+    let err = m.fail(&["new_repo", &loc, "home"]);
+    assert!(err.contains("does not honour conditional writes"), "{err}");
+    assert!(err.contains("--accept-weak-lock"), "{err}");
+    assert!(!m.config.join("repos/home").exists());
+    let direct = At {
+        location: &s3.url("weak"),
+        vars: &s3.vars,
+    };
+    assert!(direct.objects("").is_empty(), "{:?}", direct.objects(""));
+    let out = m
+        .run(&["new_repo", &loc, "home", "--accept-weak-lock"])
+        .code(0);
+    assert!(out.stderr.contains("warning"), "{}", out.describe());
+    assert!(m.config.join("repos/home").exists());
+
+    let err = m.fail(&["new_repo", "--location=s3://no-such-bucket/x", "other"]);
+    assert!(
+        err.contains("bucket `no-such-bucket` does not exist"),
+        "{err}"
+    );
+    // A malformed URL is a bad command line (exit 2).
+    let out = m
+        .run(&["new_repo", "--location=s3://Bad_Bucket/x", "other"])
+        .code(2);
+    assert!(
+        out.stderr.contains("not a valid bucket name"),
+        "{}",
+        out.describe()
+    );
+}

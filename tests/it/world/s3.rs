@@ -139,6 +139,9 @@ struct ProxyState {
     requests: std::sync::atomic::AtomicU64,
     faults: std::sync::atomic::AtomicU64,
     stop: std::sync::atomic::AtomicBool,
+    /// Drop `If-None-Match` headers: a server that ignores conditional
+    /// writes (only where the server does not check signatures: moto).
+    strip_conditionals: std::sync::atomic::AtomicBool,
 }
 
 impl FaultProxy {
@@ -153,6 +156,7 @@ impl FaultProxy {
             requests: Default::default(),
             faults: Default::default(),
             stop: Default::default(),
+            strip_conditionals: Default::default(),
         });
         let s = state.clone();
         std::thread::spawn(move || {
@@ -182,6 +186,14 @@ impl FaultProxy {
     /// Every answer waits this long first (a slow server).
     pub fn delay(&self, d: std::time::Duration) {
         *self.state.delay.lock().unwrap() = d;
+    }
+
+    /// Makes the server behind look like one that ignores
+    /// `If-None-Match: *`.
+    pub fn strip_conditionals(&self, on: bool) {
+        self.state
+            .strip_conditionals
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Requests seen so far.
@@ -269,6 +281,10 @@ fn serve(s: &ProxyState, mut conn: std::net::TcpStream) -> std::io::Result<()> {
     let mut head: Vec<String> = String::from_utf8_lossy(&request[..head_end - 4])
         .lines()
         .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .filter(|l| {
+            !(s.strip_conditionals.load(Ordering::SeqCst)
+                && l.to_ascii_lowercase().starts_with("if-none-match:"))
+        })
         .map(str::to_owned)
         .collect();
     head.push("Connection: close".into());
