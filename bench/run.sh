@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# bench/run.sh [small|full|both|smb] [WORKROOT] -- build the release binary and time it against restic and
-# borg from the same run, printing the shared scripts' Markdown tables (wall time, CPU, peak RSS, repository
-# size, ratio to restic, restore verification):
+# bench/run.sh [small|full|both|smb|s3] [WORKROOT] -- build the release binary and time it against restic
+# (and borg) from the same run, printing the shared scripts' Markdown tables (wall time, CPU, peak RSS,
+# repository size, ratio to restic, restore verification):
 #   small|full|both  ../shared/bench/compare.sh on the small and/or full corpus, everything on local disk;
 #   smb              ../shared/bench/compare-smb.sh on the small corpus with the repositories on the SMB rig
 #                    (real Samba + smbnetfs; needs root), sources and restore targets on local disk; also
-#                    the share's file count and bytes after the first backup.
+#                    the share's file count after the first backup;
+#   s3               bench/s3.sh: the small corpus against a local S3 server, epygibus beside restic -r s3:…,
+#                    with request counts.
 # Needs restic, borg and /usr/bin/time: `apt-get install restic borgbackup time` (as root), or pass
 # COMPARE_FLAGS=--install. Corpora are built once under WORKROOT (default /var/tmp/epygibus-bench).
 # SMB_RUNS sets the runs per tool of the smb scenario (default 2).
@@ -16,8 +18,16 @@ SHARED=${EPYGIBUS_SHARED:-$ROOT/../shared}
 WHICH=${1:-small}
 WORKROOT=${2:-/var/tmp/epygibus-bench}
 [ -x "$SHARED/bench/compare.sh" ] || { echo "bench/run.sh: $SHARED/bench/compare.sh not found (set EPYGIBUS_SHARED)" >&2; exit 1; }
-case "$WHICH" in small|full) CLASSES=$WHICH ;; both) CLASSES="small full" ;; smb) CLASSES=small ;;
-  *) echo "usage: bench/run.sh [small|full|both|smb] [WORKROOT]" >&2; exit 2 ;; esac
+case "$WHICH" in
+  small|full) CLASSES=$WHICH ;;
+  both) CLASSES="small full" ;;
+  smb) CLASSES=small ;;
+  s3) (cd "$ROOT" && cargo build --release --quiet)
+      mkdir -p "$WORKROOT"
+      [ -d "$WORKROOT/corpus-small" ] || "$SHARED/bench/make-corpus.sh" "$WORKROOT/corpus-small" small >&2
+      exec "$HERE/s3.sh" "$WORKROOT/corpus-small" "$WORKROOT/work-s3" ;;
+  *) echo "usage: bench/run.sh [small|full|both|smb|s3] [WORKROOT]" >&2; exit 2 ;;
+esac
 
 (cd "$ROOT" && cargo build --release --quiet)
 export EPYGIBUS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/epygibus"

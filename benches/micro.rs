@@ -161,7 +161,7 @@ fn bench_change_detection(n: usize) {
     let spec = ArchiveSpec {
         name: "bench".parse().unwrap(),
         repo: "r".parse().unwrap(),
-        snapshot_dir: snap_dir,
+        snapshot_dir: epygibus::store::Location::Dir(snap_dir.clone()),
         includes: vec![src],
         excluded_dirs: vec![],
         excluded_files: vec![],
@@ -183,7 +183,7 @@ fn bench_change_detection(n: usize) {
             force_read: false,
             time: None,
         };
-        let snapshots = epygibus::store::LocalStore::new(&spec.snapshot_dir);
+        let snapshots = epygibus::store::LocalStore::new(&snap_dir);
         snapshot::backup(spec, &snapshots, &repo, options, &NoProgress).unwrap()
     };
     run(&spec, &repo_dir);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::fsio;
+use crate::store::Location;
 
 /// Errors about names and specs.
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +97,20 @@ pub struct Config {
     root: PathBuf,
 }
 
-/// A repository spec: where the repository directory is.
+/// A repository spec: where the repository is (a directory, or
+/// `s3://BUCKET/PREFIX`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoSpec {
     pub name: Name,
-    pub path: PathBuf,
+    pub location: Location,
+}
+
+/// A location field of a spec file: a directory, or an `s3://` URL.
+fn location_field(value: &str, path: &Path) -> Result<Location> {
+    Location::parse(std::ffi::OsStr::new(value)).map_err(|reason| ConfigError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 impl Config {
@@ -167,7 +177,7 @@ impl Config {
         let repo_path = required(&fields, "path", &path)?;
         Ok(RepoSpec {
             name: name.clone(),
-            path: PathBuf::from(repo_path),
+            location: location_field(repo_path, &path)?,
         })
     }
 
@@ -178,8 +188,7 @@ impl Config {
         let path = self.repo_spec_path(&spec.name);
         let text = format!(
             "# epygibus repository `{}`\npath = {}\n",
-            spec.name,
-            spec.path.display()
+            spec.name, spec.location
         );
         self.create_spec_file(&path, &text, "repository", &spec.name)
     }
@@ -228,7 +237,8 @@ impl Config {
 pub struct ArchiveSpec {
     pub name: Name,
     pub repo: Name,
-    pub snapshot_dir: PathBuf,
+    /// A directory, or an `s3://` URL.
+    pub snapshot_dir: Location,
     /// Absolute paths, one per line in `includes`.
     pub includes: Vec<PathBuf>,
     /// Globs, one per line in `excluded_dirs` / `excluded_files`.
@@ -550,7 +560,7 @@ fn write_archive_files(
          compare_inodes = {}\n",
         spec.name,
         spec.repo,
-        spec.snapshot_dir.display(),
+        spec.snapshot_dir,
         spec.compress,
         spec.keep_broken_soft_links,
         spec.compare_inodes
@@ -624,7 +634,7 @@ pub fn archive_from_parts(
     Ok(ArchiveSpec {
         name: name.clone(),
         repo,
-        snapshot_dir: PathBuf::from(required(fields, "snapshot_dir", spec_path)?),
+        snapshot_dir: location_field(required(fields, "snapshot_dir", spec_path)?, spec_path)?,
         includes,
         excluded_dirs: text_list(ListFile::ExcludedDirs)?,
         excluded_files: text_list(ListFile::ExcludedFiles)?,
@@ -811,7 +821,7 @@ mod tests {
         let spec = ArchiveSpec {
             name: "docs".parse().unwrap(),
             repo: "home".parse().unwrap(),
-            snapshot_dir: PathBuf::from("/mnt/nas/epygibus.d/snapshots/h/u/docs"),
+            snapshot_dir: Location::Dir(PathBuf::from("/mnt/nas/epygibus.d/snapshots/h/u/docs")),
             includes: vec![PathBuf::from("/home/u/docs"), PathBuf::from("/etc/a b")],
             excluded_dirs: vec![".cache".into()],
             excluded_files: vec!["*.o".into(), "*~".into()],
@@ -877,14 +887,20 @@ mod tests {
         assert!(matches!(cfg.repo(&name), Err(ConfigError::Unknown { .. })));
         let spec = RepoSpec {
             name: name.clone(),
-            path: PathBuf::from("/mnt/nas/epygibus.d/repos/me/home"),
+            location: Location::Dir(PathBuf::from("/mnt/nas/epygibus.d/repos/me/home")),
         };
         cfg.add_repo(&spec).unwrap();
         assert_eq!(cfg.repo(&name).unwrap(), spec);
+        let in_bucket = RepoSpec {
+            name: "cloud".parse().unwrap(),
+            location: Location::parse("s3://bkt/p/epygibus.d/repos/me/cloud".as_ref()).unwrap(),
+        };
+        cfg.add_repo(&in_bucket).unwrap();
+        assert_eq!(cfg.repo(&in_bucket.name).unwrap(), in_bucket);
         assert!(matches!(
             cfg.add_repo(&spec),
             Err(ConfigError::Taken { .. })
         ));
-        assert_eq!(cfg.repo_names().unwrap(), vec![name]);
+        assert_eq!(cfg.repo_names().unwrap(), vec![in_bucket.name, name]);
     }
 }

@@ -12,7 +12,7 @@ use crate::fsio;
 use crate::snapshot::exclude::{BadGlob, Excludes};
 use crate::snapshot::forget::{Policy, PolicyError};
 use crate::snapshot::spec::{self, DiskSpec, SpecError};
-use crate::store::{LocalStore, Store};
+use crate::store::{Location, S3Location, S3Store, Store};
 
 /// Name of the repository `new` uses when none is given.
 pub const DEFAULT_REPO: &str = "default";
@@ -26,6 +26,8 @@ pub enum SetupError {
     Content(#[from] ContentError),
     #[error(transparent)]
     Glob(#[from] BadGlob),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("location {path} cannot be used: {err}")]
     BadLocation { path: PathBuf, err: io::Error },
     #[error("location {0} is not a directory")]
@@ -42,7 +44,7 @@ pub enum SetupError {
         "repository directory {dir} already exists; to use that repository from this machine, run `epygibus attach --location={location} -R {name}`"
     )]
     RepoDirTaken {
-        dir: PathBuf,
+        dir: String,
         location: String,
         name: Name,
     },
@@ -50,10 +52,22 @@ pub enum SetupError {
         "snapshot directory {dir} already exists: an archive is there already (names are compared without case on SMB and exFAT); to continue it from this machine, run `epygibus attach --location={location} -A {name}`, or choose another name"
     )]
     SnapshotDirTaken {
-        dir: PathBuf,
+        dir: String,
         location: String,
         name: Name,
     },
+    #[error(
+        "{location} already holds objects under {what} `{name}`; choose another name (or another prefix)"
+    )]
+    PrefixTaken {
+        location: String,
+        what: &'static str,
+        name: Name,
+    },
+    #[error(
+        "the S3 server of {location} does not honour conditional writes (a create-only PUT with `If-None-Match: *` replaced an existing object), so two machines could both take the repository lock and overwrite each other's index; nothing was created. Use a server that supports them (AWS S3, MinIO, Ceph), or accept a weaker lock with --accept-weak-lock if only one machine ever writes to this repository"
+    )]
+    NoConditionalWrites { location: String },
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error(transparent)]
@@ -101,14 +115,32 @@ pub fn host() -> Result<Name> {
     portable("this host's name", fsio::host_name())
 }
 
-/// Creates repository `name` in `<location>/epygibus.d/repos/<user>/` and
-/// records its spec.
+/// How `new_repo` creates a repository.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RepoOptions {
+    /// Store new content gzip-compressed.
+    pub compressed: bool,
+    /// Create a repository in a bucket whose server ignores
+    /// `If-None-Match: *` (the lock then keeps apart only runs that do
+    /// not start at the same moment).
+    pub accept_weak_lock: bool,
+}
+
+/// A repository `new_repo` made.
+pub struct NewRepo {
+    pub spec: RepoSpec,
+    /// The server does not honour conditional writes (accepted).
+    pub weak_lock: bool,
+}
+
+/// Creates repository `name` in `<location>/epygibus.d/repos/<user>/`
+/// (a directory, or a prefix of an S3 bucket) and records its spec.
 pub fn create_repository(
     config: &Config,
     name: &Name,
-    location: &Path,
-    compressed: bool,
-) -> Result<RepoSpec> {
+    location: &Location,
+    opts: RepoOptions,
+) -> Result<NewRepo> {
     if config.repo(name).is_ok() || config.repo_spec_path(name).exists() {
         return Err(ConfigError::Taken {
             kind: "repository",
@@ -117,6 +149,68 @@ pub fn create_repository(
         }
         .into());
     }
+    match location {
+        Location::Dir(dir) => Ok(NewRepo {
+            spec: create_repository_dir(config, name, dir, opts.compressed)?,
+            weak_lock: false,
+        }),
+        Location::S3(at) => create_repository_s3(config, name, at, opts),
+        Location::Memory(_) => Err(SetupError::NotADirectory(PathBuf::from(
+            location.to_string(),
+        ))),
+    }
+}
+
+/// A repository in a bucket: the server must refuse to overwrite (probed
+/// here), and the prefix must hold nothing yet. The `format` object is
+/// written last, so a failure leaves no repository, only objects that are
+/// removed again.
+fn create_repository_s3(
+    config: &Config,
+    name: &Name,
+    at: &S3Location,
+    opts: RepoOptions,
+) -> Result<NewRepo> {
+    let root = at.join(&format!("epygibus.d/repos/{}/{name}", user()?));
+    let store = S3Store::new(&root);
+    if !store.list("")?.is_empty() {
+        return Err(SetupError::PrefixTaken {
+            location: root.to_string(),
+            what: "repository",
+            name: name.clone(),
+        });
+    }
+    let honoured = store.conditional_writes_honoured()?;
+    if !honoured && !opts.accept_weak_lock {
+        return Err(SetupError::NoConditionalWrites {
+            location: at.to_string(),
+        });
+    }
+    let spec = RepoSpec {
+        name: name.clone(),
+        location: Location::S3(root),
+    };
+    let made = Repository::create(&store, opts.compressed)
+        .map_err(SetupError::from)
+        .and_then(|()| Ok(config.add_repo(&spec)?));
+    if let Err(e) = made {
+        for meta in store.list("").unwrap_or_default() {
+            let _ = store.delete(&meta.name);
+        }
+        return Err(e);
+    }
+    Ok(NewRepo {
+        spec,
+        weak_lock: !honoured,
+    })
+}
+
+fn create_repository_dir(
+    config: &Config,
+    name: &Name,
+    location: &Path,
+    compressed: bool,
+) -> Result<RepoSpec> {
     let parent = data_root(location)?.join("repos").join(user()?.as_str());
     let created = fsio::create_dir_chain(&parent).map_err(|err| SetupError::Io {
         path: parent.clone(),
@@ -125,12 +219,12 @@ pub fn create_repository(
     let dir = parent.join(name.as_str());
     let spec = RepoSpec {
         name: name.clone(),
-        path: dir.clone(),
+        location: Location::Dir(dir.clone()),
     };
     let result = Repository::create_dir(&dir, compressed)
         .map_err(|e| match e {
             ContentError::AlreadyExists(dir) => SetupError::RepoDirTaken {
-                dir,
+                dir: dir.display().to_string(),
                 location: location.display().to_string(),
                 name: name.clone(),
             },
@@ -152,10 +246,10 @@ pub fn create_repository(
 /// The configured repository `name` for `new`; when it is not configured
 /// but `location` holds a repository of that name (the configuration was
 /// lost, or it is another machine's), the error says how to attach it.
-pub fn repo_for_new(config: &Config, name: &Name, location: Option<&Path>) -> Result<RepoSpec> {
+pub fn repo_for_new(config: &Config, name: &Name, location: Option<&Location>) -> Result<RepoSpec> {
     match config.repo(name) {
-        Err(ConfigError::Unknown { .. }) if location.is_some() => {
-            let location = location.expect("checked");
+        Err(ConfigError::Unknown { .. }) if location.and_then(Location::as_dir).is_some() => {
+            let location = location.and_then(Location::as_dir).expect("checked");
             let repos = location.join("epygibus.d").join("repos");
             let on_disk = fs::read_dir(&repos)
                 .into_iter()
@@ -184,8 +278,15 @@ pub fn default_repository(config: &Config) -> Result<(RepoSpec, bool)> {
     if let Ok(spec) = config.repo(&name) {
         return Ok((spec, false));
     }
-    let location = default_location()?;
-    Ok((create_repository(config, &name, &location, true)?, true))
+    let location = Location::Dir(default_location()?);
+    let opts = RepoOptions {
+        compressed: true,
+        accept_weak_lock: false,
+    };
+    Ok((
+        create_repository(config, &name, &location, opts)?.spec,
+        true,
+    ))
 }
 
 /// Where repositories and archives go when no location is given: the
@@ -203,7 +304,8 @@ pub fn default_location() -> Result<PathBuf> {
 pub struct NewArchive {
     pub name: Name,
     pub repo: RepoSpec,
-    pub location: PathBuf,
+    /// A directory, or an S3 location.
+    pub location: Location,
     pub includes: Vec<PathBuf>,
     pub excluded_dirs: Vec<String>,
     pub excluded_files: Vec<String>,
@@ -248,32 +350,9 @@ fn create(config: &Config, new: NewArchive, includes: Vec<PathBuf>) -> Result<Ar
         Some(p) => p.to_fields(),
         None => Default::default(),
     };
-    let repo = Repository::open_dir(&new.repo.path, Access::ReadOnly)?;
+    let repo = Repository::open(crate::store::open(&new.repo.location), Access::ReadOnly)?;
     let (host, user) = (host()?, user()?);
-    let parent = data_root(&new.location)?
-        .join("snapshots")
-        .join(host.as_str())
-        .join(user.as_str());
-    let created = fsio::create_dir_chain(&parent).map_err(|err| SetupError::Io {
-        path: parent.clone(),
-        err,
-    })?;
-    let snapshot_dir = parent.join(new.name.as_str());
-    if let Err(err) = fs::create_dir(&snapshot_dir) {
-        fsio::remove_dir_chain(&created);
-        return Err(if err.kind() == io::ErrorKind::AlreadyExists {
-            SetupError::SnapshotDirTaken {
-                dir: snapshot_dir,
-                location: new.location.display().to_string(),
-                name: new.name,
-            }
-        } else {
-            SetupError::Io {
-                path: snapshot_dir,
-                err,
-            }
-        });
-    }
+    let (snapshot_dir, created) = new_snapshot_dir(&new.location, &host, &user, &new.name)?;
     let spec = ArchiveSpec {
         name: new.name,
         repo: new.repo.name,
@@ -286,7 +365,7 @@ fn create(config: &Config, new: NewArchive, includes: Vec<PathBuf>) -> Result<Ar
         compare_inodes: new.compare_inodes,
     };
     let id = format!("{host}--{user}--{}", spec.name);
-    let snapshots = LocalStore::new(&snapshot_dir);
+    let snapshots = crate::store::open(&snapshot_dir);
     let undo_config = |e: SetupError| {
         let _ = config.remove_archive(&spec.name);
         e
@@ -297,26 +376,84 @@ fn create(config: &Config, new: NewArchive, includes: Vec<PathBuf>) -> Result<Ar
         .and_then(|()| {
             // The spec beside the snapshots, so the disk alone can set the
             // archive up again (`epygibus attach`).
-            let copy = DiskSpec::from_config(config, &spec.name, &snapshot_dir, &new.repo.path)
+            let copy = DiskSpec::from_config(config, &spec.name, &snapshot_dir, &new.repo.location)
                 .map_err(SetupError::from)
-                .and_then(|copy| Ok(spec::write_if_changed(&snapshots, &copy)?));
+                .and_then(|copy| Ok(spec::write_if_changed(snapshots.as_ref(), &copy)?));
             copy.map(|_| ()).map_err(undo_config)
         })
         .and_then(|()| {
-            let relative = fsio::relative_path(&new.repo.path, &snapshot_dir);
-            let relative = relative.to_str();
-            let absolute = snapshot_dir.display().to_string();
+            let relative = Location::relative(&new.repo.location, &snapshot_dir);
+            let relative = relative.as_deref().and_then(Path::to_str);
+            let absolute = snapshot_dir.to_string();
             repo.register_user(&id, &absolute, relative)
                 .map_err(|e| undo_config(e.into()))
         });
     if let Err(e) = result {
-        let _ = spec::remove_all(&snapshots);
+        let _ = spec::remove_all(snapshots.as_ref());
         let _ = snapshots.barrier();
-        let _ = fs::remove_dir(&snapshot_dir);
+        if let Location::Dir(dir) = &snapshot_dir {
+            let _ = fs::remove_dir(dir);
+        }
         fsio::remove_dir_chain(&created);
         return Err(e);
     }
     Ok(spec)
+}
+
+/// Makes archive `name`'s snapshot directory
+/// `<location>/epygibus.d/snapshots/<host>/<user>/<name>`, which must not
+/// exist; returns it and the parent directories made for it. In a bucket
+/// there is nothing to make, but the prefix must hold nothing yet.
+fn new_snapshot_dir(
+    location: &Location,
+    host: &Name,
+    user: &Name,
+    name: &Name,
+) -> Result<(Location, Vec<PathBuf>)> {
+    let location_dir = match location {
+        Location::Dir(d) => d,
+        Location::S3(at) => {
+            let dir = at.join(&format!("epygibus.d/snapshots/{host}/{user}/{name}"));
+            if !S3Store::new(&dir).list("")?.is_empty() {
+                return Err(SetupError::PrefixTaken {
+                    location: dir.to_string(),
+                    what: "archive",
+                    name: name.clone(),
+                });
+            }
+            return Ok((Location::S3(dir), Vec::new()));
+        }
+        Location::Memory(_) => {
+            return Err(SetupError::NotADirectory(PathBuf::from(
+                location.to_string(),
+            )));
+        }
+    };
+    let parent = data_root(location_dir)?
+        .join("snapshots")
+        .join(host.as_str())
+        .join(user.as_str());
+    let created = fsio::create_dir_chain(&parent).map_err(|err| SetupError::Io {
+        path: parent.clone(),
+        err,
+    })?;
+    let snapshot_dir = parent.join(name.as_str());
+    if let Err(err) = fs::create_dir(&snapshot_dir) {
+        fsio::remove_dir_chain(&created);
+        return Err(if err.kind() == io::ErrorKind::AlreadyExists {
+            SetupError::SnapshotDirTaken {
+                dir: snapshot_dir.display().to_string(),
+                location: location_dir.display().to_string(),
+                name: name.clone(),
+            }
+        } else {
+            SetupError::Io {
+                path: snapshot_dir,
+                err,
+            }
+        });
+    }
+    Ok((Location::Dir(snapshot_dir), created))
 }
 
 /// An include as stored: absolute, without `.` or `..`, and existing.

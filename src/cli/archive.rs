@@ -14,7 +14,7 @@ use crate::ops::archive::replace_list;
 use crate::ops::source::archive;
 use crate::setup::{self, NewArchive};
 use crate::snapshot::format;
-use crate::store::Store;
+use crate::store::{Location, Store};
 use serde_json::{Value, json};
 
 #[derive(Args, Debug)]
@@ -29,10 +29,10 @@ pub struct NewArgs {
     /// Repository for the content (default: `default`, created on first use).
     #[arg(short = 'R', long = "repo", value_name = "NAME")]
     repo: Option<String>,
-    /// Directory to hold the snapshots (default: the data directory,
-    /// $EPYGIBUS_DATA_DIR or ~/.local/share/epygibus).
-    #[arg(long, short = 'L', value_name = "DIR")]
-    location: Option<PathBuf>,
+    /// Directory (or s3://BUCKET/PREFIX) to hold the snapshots (default:
+    /// the data directory, $EPYGIBUS_DATA_DIR or ~/.local/share/epygibus).
+    #[arg(long, short = 'L', value_name = "DIR|s3://BUCKET/PREFIX", value_parser = super::parse_location)]
+    location: Option<Location>,
     /// Leave out directories matching GLOB (`-Xd GLOB`; repeatable). A glob
     /// without `/` matches names at any depth, one with `/` absolute paths.
     #[arg(
@@ -100,14 +100,14 @@ pub struct ShowArgs {
 pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
     let name: Name = args.archive.parse()?;
     let repo = match &args.repo {
-        Some(r) => setup::repo_for_new(&ctx.config, &r.parse()?, args.location.as_deref())?,
+        Some(r) => setup::repo_for_new(&ctx.config, &r.parse()?, args.location.as_ref())?,
         None => {
             let (spec, created) = setup::default_repository(&ctx.config)?;
             if created {
                 outln!(
                     "Created repository `{}` at {} for content.",
                     spec.name,
-                    spec.path.display()
+                    spec.location
                 );
             }
             spec
@@ -115,7 +115,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
     };
     let location = match args.location {
         Some(l) => l,
-        None => setup::default_location()?,
+        None => Location::Dir(setup::default_location()?),
     };
     let spec = setup::create_archive(
         &ctx.config,
@@ -135,7 +135,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
     outln!(
         "Created archive `{}`: snapshots in {}, content in repository `{}`.",
         spec.name,
-        spec.snapshot_dir.display(),
+        spec.snapshot_dir,
         spec.repo
     );
     Ok(EXIT_OK)
@@ -213,12 +213,12 @@ pub fn list_archives(ctx: &Context, args: ListArchivesArgs) -> anyhow::Result<u8
                     shown,
                     spec.repo.to_string(),
                     count.map_or_else(|| "?".into(), |c| c.to_string()),
-                    spec.snapshot_dir.display().to_string(),
+                    spec.snapshot_dir.to_string(),
                 ]);
                 rows.push(json!({
                     "name": name.as_str(),
                     "repository": spec.repo.as_str(),
-                    "snapshot_dir": spec.snapshot_dir.display().to_string(),
+                    "snapshot_dir": spec.snapshot_dir.to_string(),
                     "snapshots": count,
                     "read_only": matches!(a.attachment, Attachment::ReadOnly { .. }),
                 }));
@@ -256,7 +256,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
         print_json(&json!({
             "archive": spec.name.as_str(),
             "repository": spec.repo.as_str(),
-            "snapshot_dir": path_text(&spec.snapshot_dir),
+            "snapshot_dir": spec.snapshot_dir.to_string(),
             "compress": spec.compress,
             "keep_broken_soft_links": spec.keep_broken_soft_links,
             "compare_inodes": spec.compare_inodes,
@@ -278,7 +278,7 @@ pub fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<u8> {
     }
     outln!("Archive:            {}", spec.name);
     outln!("Repository:         {}", spec.repo);
-    outln!("Snapshot directory: {}", spec.snapshot_dir.display());
+    outln!("Snapshot directory: {}", spec.snapshot_dir);
     outln!("Compressed:         {}", yes_no(spec.compress));
     outln!(
         "Broken symlinks:    {}",

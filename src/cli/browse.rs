@@ -402,7 +402,7 @@ fn extract_command(
 ) -> String {
     let source = match spec {
         SourceSpec::Archive(a) => format!("-A {}", shell_quote(a)),
-        SourceSpec::SnapshotDir(d) => format!("-E {}", shell_quote(&lossy(d))),
+        SourceSpec::SnapshotDir(d) => format!("-E {}", shell_quote(&d.to_string())),
     };
     let what = if v.kind == Kind::Dir {
         "--dir"

@@ -25,6 +25,7 @@ mod attach;
 mod backup;
 mod browse;
 mod check;
+mod copy;
 mod forget;
 mod import;
 mod output;
@@ -129,6 +130,15 @@ enum Command {
     ///
     /// Example: epygibus lss --build-stats -A docs
     Lss(backup::LssArgs),
+    /// Copy snapshots of an archive into an archive on another repository.
+    ///
+    /// The backed-up files are not read again: the snapshots keep their
+    /// names and times, and only content the target repository lacks is
+    /// copied (from a NAS to a bucket, or a bucket to a USB disk). Without
+    /// --back, every snapshot the target does not have yet.
+    ///
+    /// Example: epygibus copy -A docs --to-archive docs-offsite
+    Copy(copy::CopyArgs),
     /// Delete a snapshot (the oldest by default) and release its content.
     ///
     /// With --force, a snapshot that cannot be read is set aside instead
@@ -378,6 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Forget(a) => forget::forget(&ctx, a, &command_line),
         Command::Policy(a) => forget::policy(&ctx, a),
         Command::Schedule(a) => schedule::schedule(&ctx, a),
+        Command::Copy(a) => copy::copy(&ctx, a, &command_line),
         Command::Restore(a) => restore::restore(&ctx, a, &command_line),
         Command::Extract(a) => restore::extract(&ctx, a, &command_line),
         Command::Cat(a) => restore::cat(&ctx, a, &command_line),
@@ -413,7 +424,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     (
         "Backing up",
-        &["bu", "lss", "del", "forget", "policy", "schedule"],
+        &["bu", "lss", "del", "copy", "forget", "policy", "schedule"],
     ),
     ("Getting files back", &["restore", "extract", "cat", "ls"]),
     (
@@ -487,6 +498,11 @@ fn seed_spellings(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
         }
     }
     out
+}
+
+/// A `--location` value: a directory, or `s3://BUCKET/PREFIX`.
+fn parse_location(text: &str) -> Result<crate::store::Location, String> {
+    crate::store::Location::parse(std::ffi::OsStr::new(text))
 }
 
 /// The command as typed, for lock files (so others see who holds a lock).

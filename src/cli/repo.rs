@@ -1,7 +1,6 @@
 //! Repository commands: new_repo, lr, repo_stats, list_content_items,
 //! prune, compress -R, unlock.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -12,16 +11,25 @@ use crate::config::Name;
 use crate::content::StoredForm;
 use crate::ops::housekeeping::{self, PruneOptions, PruneOutcome};
 use crate::setup;
+use crate::store::Location;
 use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct NewRepoArgs {
-    /// Directory (e.g. a NAS mount or USB drive) to hold the repository.
-    #[arg(long, short = 'L', value_name = "DIR")]
-    location: PathBuf,
+    /// Directory (e.g. a NAS mount or USB drive) or S3 bucket and prefix
+    /// (s3://BUCKET/PREFIX; server and keys from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, … as for the aws command) to hold the repository.
+    #[arg(long, short = 'L', value_name = "DIR|s3://BUCKET/PREFIX", value_parser = super::parse_location)]
+    location: Location,
     /// Store new content uncompressed (default: gzip, readable with zcat).
     #[arg(short = 'U', long = "uncompressed")]
     uncompressed: bool,
+    /// Create the repository even if the S3 server does not honour
+    /// conditional writes (`If-None-Match: *`): its lock then cannot keep
+    /// apart two runs that start at the same moment, so only one machine
+    /// should write to it.
+    #[arg(long = "accept-weak-lock", alias = "accept_weak_lock")]
+    accept_weak_lock: bool,
     /// Name of the new repository (letters, digits, `.`, `_`, `-`).
     #[arg(value_name = "NAME")]
     name: String,
@@ -95,7 +103,11 @@ pub struct CompressArgs {
 
 pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
     let name: Name = args.name.parse()?;
-    let spec = setup::create_repository(&ctx.config, &name, &args.location, !args.uncompressed)?;
+    let opts = setup::RepoOptions {
+        compressed: !args.uncompressed,
+        accept_weak_lock: args.accept_weak_lock,
+    };
+    let made = setup::create_repository(&ctx.config, &name, &args.location, opts)?;
     let mode = if args.uncompressed {
         "uncompressed"
     } else {
@@ -103,8 +115,13 @@ pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
     };
     outln!(
         "Created repository `{name}` at {} ({mode}).",
-        spec.path.display()
+        made.spec.location
     );
+    if made.weak_lock {
+        eprintln!(
+            "epygibus: warning: the S3 server does not honour conditional writes; the repository lock cannot keep apart two runs that start at the same moment, so write to it from one machine only"
+        );
+    }
     Ok(EXIT_OK)
 }
 
@@ -113,7 +130,7 @@ pub fn list_repos(ctx: &Context, args: ListReposArgs) -> anyhow::Result<u8> {
     let mut rows = Vec::new();
     for name in ctx.config.repo_names()? {
         let (location, error) = match ctx.config.repo(&name) {
-            Ok(spec) => (Some(spec.path.display().to_string()), None),
+            Ok(spec) => (Some(spec.location.to_string()), None),
             Err(e) => (None, Some(e.to_string())),
         };
         let shown = location

@@ -25,11 +25,12 @@ pub struct SourceArgs {
     /// Archive to take the snapshot from.
     #[arg(short = 'A', long = "archive", value_name = "NAME")]
     pub archive: Option<String>,
-    /// Rescue: a snapshot directory to use without any configuration
-    /// (its snapshots say where their repository is); also a snapshot
-    /// directory of the original Python epygibus.
-    #[arg(short = 'E', long = "exigency", value_name = "SNAPSHOT_DIR")]
-    pub exigency: Option<PathBuf>,
+    /// Rescue: a snapshot directory (or its s3:// location) to use
+    /// without any configuration (its snapshots say where their
+    /// repository is); also a snapshot directory of the original Python
+    /// epygibus.
+    #[arg(short = 'E', long = "exigency", value_name = "SNAPSHOT_DIR", value_parser = super::parse_location)]
+    pub exigency: Option<crate::store::Location>,
 }
 
 /// Which snapshot of the archive.

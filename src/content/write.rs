@@ -226,6 +226,74 @@ impl<'r> BackupSession<'r> {
         self.add_reference_if_present(token, source)
     }
 
+    /// Counts one more reference to `token` for a snapshot copied from
+    /// another repository (`copy`): when this repository lacks the content
+    /// (or keeps it uncounted), `open` yields its bytes, which are stored
+    /// as a file's would be and must hash to `token`. Content already
+    /// counted here is not read at all.
+    pub fn store_copied(
+        &self,
+        token: &ContentToken,
+        open: &mut dyn FnMut() -> Result<Box<dyn Read + Send>>,
+    ) -> Result<()> {
+        if let Some(e) = self.repo.index().entries.get_mut(token)
+            && e.refs > 0
+        {
+            e.refs += 1;
+            self.repo.mark_dirty();
+            lock(&self.refs).push(*token);
+            return Ok(());
+        }
+        // Small content is read whole and goes into a pack.
+        let mut head = Vec::new();
+        let source_err = |err| {
+            ContentError::from(StoreError::new(
+                "read",
+                format!("the source of content {token}"),
+                err,
+            ))
+        };
+        open()?
+            .take(MAX_PACKED + 1)
+            .read_to_end(&mut head)
+            .map_err(source_err)?;
+        if head.len() as u64 <= MAX_PACKED {
+            if ContentToken::of(&head) != *token {
+                return Err(ContentError::DamagedContent {
+                    place: format!("the source of content {token}"),
+                });
+            }
+            self.store_packed(*token, &head, Purpose::Reference)?;
+            return Ok(());
+        }
+        drop(head);
+        let store = self.repo.store.as_ref();
+        let mut size = 0;
+        let (form, stored) = self.repo.put_content(token, || {
+            let mut reader = TrackedReader::new(open()?);
+            let written = codec::write_stream(&mut reader, self.repo.prefer, |form| {
+                store
+                    .create(&content_name(token, form))
+                    .map_err(std::io::Error::other)
+            })
+            .map_err(|err| match reader.failed() {
+                true => {
+                    StoreError::new("read", format!("the source of content {token}"), err).into()
+                }
+                false => write_err(store, token, err),
+            })?;
+            if written.token != *token {
+                return Err(ContentError::DamagedContent {
+                    place: format!("the source of content {token}"),
+                });
+            }
+            size = written.size;
+            Ok((written.object, written.form, written.stored_size))
+        })?;
+        self.record_new(*token, size, form, stored, Place::Loose);
+        Ok(())
+    }
+
     /// Makes the counts durable (after a barrier for the content): the
     /// snapshot may be written next. On failure every reference is given
     /// back.

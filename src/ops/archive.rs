@@ -104,10 +104,15 @@ pub fn write_spec_copy(ctx: &Context, a: &Archive, take_over: bool) -> Result<bo
             name: a.spec.name.clone(),
             owner: format!("{}@{}", copy.user, copy.host),
             place: store.place(&spec::generation_name(*generation)),
-            location: location_of(&a.spec.snapshot_dir).display().to_string(),
+            location: location_of(&a.spec.snapshot_dir),
         });
     }
     let repo = ctx.config.repo(&a.spec.repo)?;
-    let copy = DiskSpec::from_config(&ctx.config, &a.spec.name, &a.spec.snapshot_dir, &repo.path)?;
+    let copy = DiskSpec::from_config(
+        &ctx.config,
+        &a.spec.name,
+        &a.spec.snapshot_dir,
+        &repo.location,
+    )?;
     Ok(spec::write_if_changed_after(store, &found, &copy)?)
 }

@@ -566,7 +566,12 @@ pub fn attach(ctx: &Context, opts: &AttachOptions) -> Result<AttachReport> {
     // The configuration as it is.
     let mut configured_repos: Vec<(Name, Option<PathBuf>)> = Vec::new();
     for n in config.repo_names()? {
-        let path = config.repo(&n).ok().map(|s| canon(&s.path));
+        // attach surveys a directory: repositories elsewhere (a bucket)
+        // are never the ones it finds.
+        let path = config
+            .repo(&n)
+            .ok()
+            .and_then(|s| s.location.as_dir().map(canon));
         configured_repos.push((n, path));
     }
     let mut configured_archives: Vec<(Name, Option<Configured>)> = Vec::new();
@@ -896,7 +901,7 @@ fn apply(
         if let Outcome::Attached(name) = outcome {
             config.add_repo(&RepoSpec {
                 name: name.clone(),
-                path: r.dir.clone(),
+                location: crate::store::Location::Dir(r.dir.clone()),
             })?;
             undo.push(Undo::Repo(name.clone()));
         }

@@ -51,20 +51,20 @@ pub fn check(
     let (repo_name, repo_dir, archive_dir) = match target {
         CheckTarget::Repo(r) => {
             let name: crate::config::Name = r.parse()?;
-            let path = ctx.config.repo(&name)?.path;
-            (name, path, None)
+            let location = ctx.config.repo(&name)?.location;
+            (name, location, None)
         }
         CheckTarget::Archive(a) => {
             let a = archive(ctx, a)?;
-            let path = ctx.config.repo(&a.spec.repo)?.path;
-            (a.spec.repo, path, Some(a.snapshots))
+            let location = ctx.config.repo(&a.spec.repo)?.location;
+            (a.spec.repo, location, Some(a.snapshots))
         }
     };
     let whole_repo = archive_dir.is_none();
     let mut rebuilt = Vec::new();
     let mut rebuilding = false;
-    let repo = match (req.repair, ctx.lock_dir(&repo_dir, command)) {
-        (false, _) => Repository::open_dir(&repo_dir, Access::ReadOnly)?,
+    let repo = match (req.repair, ctx.lock_at(&repo_dir, command)) {
+        (false, _) => Repository::open(super::store_at(&repo_dir), Access::ReadOnly)?,
         (true, Ok(repo)) => repo,
         (
             true,
@@ -76,7 +76,7 @@ pub fn check(
                 command,
                 wait: ctx.lock_wait(),
             };
-            let (repo, aside) = Repository::open_rebuilding(super::dir_store(&repo_dir), access)?;
+            let (repo, aside) = Repository::open_rebuilding(super::store_at(&repo_dir), access)?;
             rebuilt = aside;
             rebuilding = true;
             repo

@@ -145,9 +145,18 @@ fn live(
     let spec = &a.spec;
     let excludes = Excludes::new(&spec.excluded_dirs, &spec.excluded_files)
         .map_err(crate::snapshot::ArchiveError::from)?;
-    let mut skip_dirs = vec![spec.snapshot_dir.clone()];
-    if let Ok(repo) = ctx.config.repo(&spec.repo) {
-        skip_dirs.push(repo.path);
+    // Directories the walk must not enter (the backup's own; on a bucket
+    // there is nothing to skip).
+    let mut skip_dirs: Vec<PathBuf> = spec
+        .snapshot_dir
+        .as_dir()
+        .map(Path::to_owned)
+        .into_iter()
+        .collect();
+    if let Ok(repo) = ctx.config.repo(&spec.repo)
+        && let Some(dir) = repo.location.as_dir()
+    {
+        skip_dirs.push(dir.to_owned());
     }
     let plan = BackupPlan {
         includes: &spec.includes,

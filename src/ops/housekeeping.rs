@@ -1,17 +1,16 @@
 //! Repository and archive housekeeping: prune, compress, delete, unlock.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::source::archive;
-use super::{Context, OpError, Result, dir_store};
+use super::{Context, OpError, Result, store_at};
 use crate::config::Name;
 use crate::content::{
     CompressReport, LockHolder, PackReport, PruneReport, PruneRules, Repository, StoredForm,
 };
 use crate::snapshot::format::{self, SnapshotError, SnapshotName};
 use crate::snapshot::{self, ArchiveError, DeleteReport, damaged, scan};
-use crate::store::SharedStore;
+use crate::store::{Location, SharedStore};
 
 /// How long unreferenced content of a repository shared by several
 /// machines is kept before prune removes it: a backup running elsewhere
@@ -36,7 +35,6 @@ pub fn registered(repo: &Repository) -> Result<Registered> {
         unreadable: Vec::new(),
         shared: false,
     };
-    let repo_dir = repo.location().as_dir().map(PathBuf::from);
     for reg in repo.registrations()? {
         let reg = match reg {
             Ok(r) => r,
@@ -46,17 +44,45 @@ pub fn registered(repo: &Repository) -> Result<Registered> {
             }
         };
         out.shared |= reg.is_other_host(&host);
-        let relative = match (&repo_dir, &reg.relative) {
-            (Some(d), Some(r)) => Some(crate::fsio::clean_path(&d.join(r))),
-            _ => None,
-        };
-        let dir = match relative {
-            Some(r) if r.is_dir() => r,
-            _ => PathBuf::from(&reg.snapshot_dir),
-        };
-        out.stores.push(dir_store(&dir));
+        match registered_location(repo.location(), &reg) {
+            Ok(location) => out.stores.push(store_at(&location)),
+            Err(why) => out.unreadable.push(why),
+        }
     }
     Ok(out)
+}
+
+/// Where a registered snapshot directory is now: relative to the
+/// repository when it is there (the disk may be mounted elsewhere, the
+/// prefix copied to another bucket), else where it was registered.
+fn registered_location(
+    repo: &Location,
+    reg: &crate::content::Registration,
+) -> std::result::Result<Location, String> {
+    let absolute = Location::parse(std::ffi::OsStr::new(&reg.snapshot_dir)).map_err(|e| {
+        format!(
+            "archive registration {} names no usable snapshot directory: {e}",
+            reg.id
+        )
+    })?;
+    let Some(relative) = &reg.relative else {
+        return Ok(absolute);
+    };
+    let found = match repo {
+        Location::Dir(d) => {
+            let there = crate::fsio::clean_path(&d.join(relative));
+            there.is_dir().then_some(Location::Dir(there))
+        }
+        Location::S3(_) => {
+            let there = repo.join(relative);
+            store_at(&there)
+                .list("")
+                .is_ok_and(|objects| !objects.is_empty())
+                .then_some(there)
+        }
+        Location::Memory(_) => None,
+    };
+    Ok(found.unwrap_or(absolute))
 }
 
 /// Options of `prune`.
@@ -285,7 +311,7 @@ pub struct Unlocked {
 pub fn unlock(ctx: &Context, repo: &str) -> Result<Unlocked> {
     let name: Name = repo.parse()?;
     let spec = ctx.config.repo(&name)?;
-    let (existed, holder) = Repository::force_unlock(dir_store(&spec.path).as_ref())?;
+    let (existed, holder) = Repository::force_unlock(store_at(&spec.location).as_ref())?;
     Ok(Unlocked {
         name,
         existed,

@@ -26,6 +26,7 @@ use crate::legacy::{self, OrigName, OrigSnapshot, convert};
 use crate::progress::Progress;
 use crate::setup::{self, NewArchive};
 use crate::snapshot::format::{self, BuildStats, Header, Snapshot, SnapshotName};
+use crate::store::Location;
 
 /// What to import.
 #[derive(Clone, Debug)]
@@ -267,12 +268,27 @@ impl Job {
             Err(e) => return Err(e.into()),
         }
         let repo = match &opts.repo {
-            Some(r) => setup::repo_for_new(&ctx.config, &r.parse()?, opts.location.as_deref())?,
+            Some(r) => setup::repo_for_new(
+                &ctx.config,
+                &r.parse()?,
+                opts.location.clone().map(Location::Dir).as_ref(),
+            )?,
             None => setup::default_repository(&ctx.config)?.0,
         };
         let location = match &opts.location {
-            Some(l) => l.clone(),
-            None => location_of_repo(&repo.path).map_or_else(setup::default_location, Ok)?,
+            Some(l) => Location::Dir(l.clone()),
+            None => match repo.location.as_dir().and_then(location_of_repo) {
+                Some(l) => Location::Dir(l),
+                // A repository in a bucket: the archive's snapshots go
+                // beside it there.
+                None if !matches!(repo.location, Location::Dir(_)) => {
+                    return Err(OpError::Invalid(format!(
+                        "repository `{}` is in a bucket: give --location for the imported archive's snapshots",
+                        repo.name
+                    )));
+                }
+                None => Location::Dir(setup::default_location()?),
+            },
         };
         let (includes, exclude_dirs, exclude_files, compress, keep_broken) = match &self.orig {
             Some(o) => (

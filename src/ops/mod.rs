@@ -9,6 +9,7 @@ pub mod archive;
 pub mod attach;
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod find;
 pub mod forget;
@@ -166,20 +167,23 @@ impl Context {
     pub fn open_repo_read_only(&self, name: &str) -> Result<(Name, Repository)> {
         let name: Name = name.parse()?;
         let spec = self.config.repo(&name)?;
-        Ok((name, Repository::open_dir(&spec.path, Access::ReadOnly)?))
+        Ok((
+            name,
+            Repository::open(store_at(&spec.location), Access::ReadOnly)?,
+        ))
     }
 
     /// Opens repository `name` holding its lock for `command`.
     pub fn open_repo_locked(&self, name: &str, command: &str) -> Result<(Name, Repository)> {
         let name: Name = name.parse()?;
         let spec = self.config.repo(&name)?;
-        let repo = self.lock_dir(&spec.path, command)?;
+        let repo = self.lock_at(&spec.location, command)?;
         Ok((name, repo))
     }
 
-    fn lock_dir(&self, dir: &std::path::Path, command: &str) -> Result<Repository> {
-        Ok(Repository::open_dir(
-            dir,
+    fn lock_at(&self, location: &Location, command: &str) -> Result<Repository> {
+        Ok(Repository::open(
+            store_at(location),
             Access::Locked {
                 command,
                 wait: self.lock_wait(),
@@ -191,4 +195,9 @@ impl Context {
 /// The store of a directory location.
 pub fn dir_store(dir: &std::path::Path) -> SharedStore {
     crate::store::open(&Location::Dir(dir.to_owned()))
+}
+
+/// The store of a location (a directory or an S3 bucket).
+pub fn store_at(location: &Location) -> SharedStore {
+    crate::store::open(location)
 }

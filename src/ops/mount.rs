@@ -8,7 +8,7 @@
 //! while the snapshot exists.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ pub struct MountRequest {
 struct Shown {
     name: String,
     snapshots: SharedStore,
-    repo_dir: std::result::Result<PathBuf, String>,
+    repo_dir: std::result::Result<crate::store::Location, String>,
     repo: OnceLock<std::result::Result<Arc<Repository>, String>>,
     listing: Mutex<(Vec<SnapshotName>, Instant)>,
 }
@@ -120,7 +120,7 @@ impl Catalog {
             let repo_dir = ctx
                 .config
                 .repo(&a.spec.repo)
-                .map(|r| r.path)
+                .map(|r| r.location)
                 .map_err(|e| e.to_string());
             archives.push(Shown {
                 name,
@@ -202,7 +202,7 @@ impl Catalog {
         let a = &self.archives[archive];
         let repo = a.repo.get_or_init(|| {
             let dir = a.repo_dir.as_ref().map_err(String::clone)?;
-            Repository::open_dir(dir, Access::ReadOnly)
+            Repository::open(super::store_at(dir), Access::ReadOnly)
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         });

@@ -5,23 +5,23 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{Context, OpError, Result, dir_store};
+use super::{Context, OpError, Result, store_at};
 use crate::config::{ArchiveSpec, Attachment, Name};
 use crate::content::{Access, ContentError, LockError, Repository};
 use crate::snapshot::format::{self, RepoRef, Snapshot, SnapshotName};
 use crate::snapshot::select;
 use crate::snapshot::spec;
-use crate::store::SharedStore;
+use crate::store::{Location, SharedStore};
 
 /// Which snapshots a command works on.
 #[derive(Clone, Debug)]
 pub enum SourceSpec {
     /// A configured archive.
     Archive(String),
-    /// A snapshot directory, without configuration.
-    SnapshotDir(PathBuf),
+    /// A snapshot directory (or `s3://` location), without configuration.
+    SnapshotDir(Location),
 }
 
 impl SourceSpec {
@@ -29,7 +29,9 @@ impl SourceSpec {
     /// snapshots (read by [`super::original`], not by [`Source`]).
     pub fn original_dir(&self) -> Option<&Path> {
         match self {
-            SourceSpec::SnapshotDir(dir) if crate::legacy::is_original_dir(dir) => Some(dir),
+            SourceSpec::SnapshotDir(Location::Dir(dir)) if crate::legacy::is_original_dir(dir) => {
+                Some(dir)
+            }
             _ => None,
         }
     }
@@ -48,7 +50,7 @@ pub fn archive(ctx: &Context, name: &str) -> Result<Archive> {
     let name: Name = name.parse()?;
     let spec = ctx.config.archive(&name)?;
     let attachment = ctx.config.archive_attachment(&name)?;
-    let snapshots = dir_store(&spec.snapshot_dir);
+    let snapshots = store_at(&spec.snapshot_dir);
     Ok(Archive {
         spec,
         snapshots,
@@ -60,12 +62,19 @@ pub fn archive(ctx: &Context, name: &str) -> Result<Archive> {
 /// (`<location>/epygibus.d/snapshots/<host>/<user>/<archive>`), for
 /// messages that suggest a command; the directory itself if it is not
 /// laid out so.
-pub fn location_of(snapshot_dir: &Path) -> PathBuf {
+pub fn location_of(snapshot_dir: &Location) -> String {
+    let Location::Dir(snapshot_dir) = snapshot_dir else {
+        let up = snapshot_dir.join("../../../../..");
+        let laid_out = snapshot_dir.to_string().contains("/epygibus.d/snapshots/");
+        return if laid_out { up } else { snapshot_dir.clone() }.to_string();
+    };
     let up = |n: usize| snapshot_dir.ancestors().nth(n);
     let named = |n: usize, name: &str| up(n).and_then(Path::file_name) == Some(OsStr::new(name));
     match up(5) {
-        Some(location) if named(3, "snapshots") && named(4, "epygibus.d") => location.to_owned(),
-        _ => snapshot_dir.to_owned(),
+        Some(location) if named(3, "snapshots") && named(4, "epygibus.d") => {
+            location.display().to_string()
+        }
+        _ => snapshot_dir.display().to_string(),
     }
 }
 
@@ -81,7 +90,7 @@ impl Archive {
     pub fn lock_repo(&self, ctx: &Context, command: &str) -> Result<Repository> {
         self.check_writable()?;
         let repo = ctx.config.repo(&self.spec.repo)?;
-        ctx.lock_dir(&repo.path, command)
+        ctx.lock_at(&repo.location, command)
     }
 
     /// Err when this machine may only read the archive: another host's,
@@ -90,7 +99,7 @@ impl Archive {
     /// archive; one series has one writer). A copy that cannot be read
     /// decides nothing here.
     pub fn check_writable(&self) -> Result<()> {
-        let location = || location_of(&self.spec.snapshot_dir).display().to_string();
+        let location = || location_of(&self.spec.snapshot_dir);
         if let Attachment::ReadOnly { made_by } = &self.attachment {
             return Err(OpError::ReadOnlyArchive {
                 name: self.spec.name.clone(),
@@ -124,7 +133,7 @@ pub struct Source {
     pub snapshots: SharedStore,
     /// Err when the repository cannot be found; reported only when
     /// content is needed (listings work without it).
-    repo_dir: std::result::Result<PathBuf, String>,
+    repo_dir: std::result::Result<Location, String>,
 }
 
 impl Source {
@@ -135,7 +144,7 @@ impl Source {
                 let repo_dir = ctx
                     .config
                     .repo(&a.spec.repo)
-                    .map(|r| r.path)
+                    .map(|r| r.location)
                     .map_err(|e| e.to_string());
                 Ok(Source {
                     snapshots: a.snapshots,
@@ -143,10 +152,12 @@ impl Source {
                 })
             }
             SourceSpec::SnapshotDir(dir) => {
-                if !dir.is_dir() {
-                    return Err(OpError::NoSnapshotDir(dir.clone()));
+                if let Location::Dir(d) = dir
+                    && !d.is_dir()
+                {
+                    return Err(OpError::NoSnapshotDir(d.clone()));
                 }
-                let snapshots = dir_store(dir);
+                let snapshots = store_at(dir);
                 let names = format::list_snapshots(snapshots.as_ref())?;
                 if names.is_empty() {
                     return Err(OpError::EmptySnapshotDir(snapshots.location().clone()));
@@ -182,15 +193,18 @@ impl Source {
         Ok((name, format::read_snapshot(self.snapshots.as_ref(), &name)?))
     }
 
-    fn repo_dir(&self) -> Result<&Path> {
+    fn repo_dir(&self) -> Result<&Location> {
         self.repo_dir
-            .as_deref()
+            .as_ref()
             .map_err(|e| OpError::Invalid(e.clone()))
     }
 
     /// Opens the repository for statistics only.
     pub fn open_repo_read_only(&self) -> Result<Repository> {
-        Ok(Repository::open_dir(self.repo_dir()?, Access::ReadOnly)?)
+        Ok(Repository::open(
+            store_at(self.repo_dir()?),
+            Access::ReadOnly,
+        )?)
     }
 
     /// Opens the repository holding its lock, so no delete or prune
@@ -198,14 +212,14 @@ impl Source {
     /// the lock.
     pub fn open_repo(&self, ctx: &Context, command: &str) -> Result<Repository> {
         let dir = self.repo_dir()?;
-        match ctx.lock_dir(dir, command) {
+        match ctx.lock_at(dir, command) {
             Err(OpError::Content(ContentError::Lock(LockError::Io(e))))
                 if matches!(
                     e.source.raw_os_error(),
                     Some(libc::EROFS) | Some(libc::EACCES)
                 ) =>
             {
-                Ok(Repository::open_dir(dir, Access::ReadOnly)?)
+                Ok(Repository::open(store_at(dir), Access::ReadOnly)?)
             }
             other => other,
         }
@@ -213,17 +227,31 @@ impl Source {
 }
 
 /// The repository a snapshot names: first relative to the snapshot
-/// directory (the disk may be mounted elsewhere now), then its old path.
-pub fn find_repo(snapshot_dir: &Path, repo: &RepoRef) -> Result<PathBuf> {
-    let relative = crate::fsio::clean_path(&snapshot_dir.join(OsStr::from_bytes(&repo.relative)));
-    let absolute = PathBuf::from(OsStr::from_bytes(&repo.path));
-    for candidate in [relative, absolute.clone()] {
-        if candidate.join("format").is_file() {
+/// directory (the disk may be mounted elsewhere now, the prefix copied to
+/// another bucket), then where it was.
+pub fn find_repo(snapshot_dir: &Location, repo: &RepoRef) -> Result<Location> {
+    let absolute = Location::from_bytes(&repo.path);
+    let mut candidates = Vec::new();
+    if !repo.relative.is_empty() {
+        match snapshot_dir {
+            Location::Dir(d) => candidates.push(Location::Dir(crate::fsio::clean_path(
+                &d.join(OsStr::from_bytes(&repo.relative)),
+            ))),
+            other => candidates.push(other.join(&String::from_utf8_lossy(&repo.relative))),
+        }
+    }
+    candidates.extend(absolute.clone());
+    for candidate in candidates {
+        let holds_repo = match &candidate {
+            Location::Dir(d) => d.join("format").is_file(),
+            other => store_at(other).stat("format").is_ok_and(|m| m.is_some()),
+        };
+        if holds_repo {
             return Ok(candidate);
         }
     }
     Err(OpError::RepositoryNotFound {
         name: repo.name.clone(),
-        last_at: absolute.display().to_string(),
+        last_at: String::from_utf8_lossy(&repo.path).into_owned(),
     })
 }

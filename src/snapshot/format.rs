@@ -309,6 +309,22 @@ pub fn write_snapshot(
     }
 }
 
+/// Writes a snapshot durably under exactly `name` (a copy keeps its
+/// original's name); false, writing nothing, when a snapshot of that
+/// second exists in either form.
+pub fn write_snapshot_as(
+    dir: &dyn Store,
+    snapshot: &Snapshot,
+    name: &SnapshotName,
+) -> Result<bool> {
+    if dir.stat(&name.other_form().file_name())?.is_some() {
+        return Ok(false);
+    }
+    let plain = encode(snapshot);
+    let bytes = if name.compressed { gzip(&plain) } else { plain };
+    Ok(dir.put_new(&name.file_name(), &bytes)? == Committed::Created)
+}
+
 /// Rewrites a snapshot file in the other form (gzip or plain). The new file
 /// is durable before the old one is removed; readers accept either.
 pub fn convert_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<SnapshotName> {

@@ -4,6 +4,7 @@
 //! content file.
 
 pub mod change;
+pub mod copy;
 pub mod damaged;
 pub mod diff;
 pub mod exclude;
@@ -233,15 +234,11 @@ fn path_bytes(p: &Path) -> Vec<u8> {
 /// Where the repository is, absolutely and relative to the snapshot
 /// directory (for the rescue when the configuration is lost).
 pub fn repo_ref(spec: &ArchiveSpec, snapshots: &Location, repo: &Repository) -> RepoRef {
-    let (path, relative) = match (repo.location().as_dir(), snapshots.as_dir()) {
-        (Some(r), Some(s)) => (path_bytes(r), path_bytes(&fsio::relative_path(s, r))),
-        (Some(r), None) => (path_bytes(r), Vec::new()),
-        _ => (repo.location().to_string().into_bytes(), Vec::new()),
-    };
     RepoRef {
         name: spec.repo.to_string(),
-        path,
-        relative,
+        path: repo.location().to_bytes(),
+        relative: Location::relative(snapshots, repo.location())
+            .map_or_else(Vec::new, |r| path_bytes(&r)),
     }
 }
 

@@ -14,11 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use crate::config::{ArchiveLists, Config, ConfigError, LOCAL_ARCHIVE_KEYS, Name};
 use crate::fsio;
-use crate::store::{Committed, Store, StoreError};
+use crate::store::{Committed, Location, Store, StoreError};
 
 /// File-name prefix of spec generations in a snapshot directory.
 pub const SPEC_PREFIX: &str = "spec.";
@@ -230,25 +229,21 @@ impl DiskSpec {
     pub fn from_config(
         config: &Config,
         name: &Name,
-        snapshot_dir: &Path,
-        repo_dir: &Path,
+        snapshot_dir: &Location,
+        repo_dir: &Location,
     ) -> std::result::Result<DiskSpec, ConfigError> {
         let mut fields = config.archive_fields(name)?;
         fields.retain(|k, _| !LOCAL_ARCHIVE_KEYS.contains(&k.as_str()));
-        let on_disk = |p: &Path, or: &str| {
-            p.file_name()
-                .map_or_else(|| or.to_owned(), |n| n.to_string_lossy().into_owned())
-        };
+        let on_disk = |l: &Location, or: &str| l.file_name().unwrap_or_else(|| or.to_owned());
         Ok(DiskSpec {
             archive: on_disk(snapshot_dir, name.as_str()),
             host: fsio::host_name(),
             user: fsio::user_name(),
             repo: on_disk(repo_dir, ""),
-            repo_path: repo_dir.as_os_str().as_bytes().to_vec(),
-            repo_relative: fsio::relative_path(snapshot_dir, repo_dir)
-                .as_os_str()
-                .as_bytes()
-                .to_vec(),
+            repo_path: repo_dir.to_bytes(),
+            repo_relative: Location::relative(snapshot_dir, repo_dir)
+                .map(|r| r.as_os_str().as_bytes().to_vec())
+                .unwrap_or_default(),
             fields,
             lists: config.archive_lists(name)?,
         })

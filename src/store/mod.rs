@@ -11,6 +11,7 @@
 
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 #[doc(hidden)]
 pub mod conformance;
@@ -23,6 +24,7 @@ use std::time::SystemTime;
 
 pub use local::LocalStore;
 pub use memory::{Fault, MemoryStore};
+pub use s3::{S3Location, S3Store};
 
 /// Where a store keeps its objects, for messages and for finding things
 /// relative to each other (a snapshot directory's repository).
@@ -32,6 +34,8 @@ pub enum Location {
     Dir(PathBuf),
     /// An in-memory store (tests), named for messages.
     Memory(String),
+    /// A key prefix in an S3 bucket, `s3://BUCKET/PREFIX`.
+    S3(S3Location),
 }
 
 impl Location {
@@ -39,7 +43,71 @@ impl Location {
     pub fn as_dir(&self) -> Option<&Path> {
         match self {
             Location::Dir(p) => Some(p),
-            Location::Memory(_) => None,
+            Location::Memory(_) | Location::S3(_) => None,
+        }
+    }
+
+    /// A location as a user types it (`--location`) or a spec file holds
+    /// it: `s3://BUCKET/PREFIX`, else a directory.
+    pub fn parse(text: &std::ffi::OsStr) -> std::result::Result<Location, String> {
+        match text.to_str() {
+            Some(t) if t.starts_with("s3://") => S3Location::parse(t).map(Location::S3),
+            _ => Ok(Location::Dir(PathBuf::from(text))),
+        }
+    }
+
+    /// The location of `rel` (`/`-separated, may hold `..`) below this one.
+    pub fn join(&self, rel: &str) -> Location {
+        match self {
+            Location::Dir(p) => Location::Dir(p.join(rel)),
+            Location::Memory(name) => Location::Memory(format!("{name}/{rel}")),
+            Location::S3(s) => Location::S3(s.join(rel)),
+        }
+    }
+
+    /// The last component of the location (a directory's name).
+    pub fn file_name(&self) -> Option<String> {
+        match self {
+            Location::Dir(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Location::Memory(name) => name.rsplit('/').next().map(str::to_owned),
+            Location::S3(s) => s
+                .prefix
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
+        }
+    }
+
+    /// As recorded in snapshot headers and spec copies: a directory's path
+    /// bytes (which need not be UTF-8), else the URL.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            Location::Dir(p) => p.as_os_str().as_bytes().to_vec(),
+            other => other.to_string().into_bytes(),
+        }
+    }
+
+    /// Back from [`Location::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Location, String> {
+        use std::os::unix::ffi::OsStrExt;
+        Location::parse(std::ffi::OsStr::from_bytes(bytes))
+    }
+
+    /// `to` relative to `from` (`../../repos/u/r`), when both are in one
+    /// place: the same file system tree or the same bucket.
+    pub fn relative(from: &Location, to: &Location) -> Option<PathBuf> {
+        match (from, to) {
+            (Location::Dir(a), Location::Dir(b)) => Some(crate::fsio::relative_path(a, b)),
+            (Location::S3(a), Location::S3(b)) if a.bucket == b.bucket => {
+                let root = Path::new("/");
+                Some(crate::fsio::relative_path(
+                    &root.join(&a.prefix),
+                    &root.join(&b.prefix),
+                ))
+            }
+            _ => None,
         }
     }
 }
@@ -49,6 +117,7 @@ impl fmt::Display for Location {
         match self {
             Location::Dir(p) => write!(f, "{}", p.display()),
             Location::Memory(name) => write!(f, "memory:{name}"),
+            Location::S3(s) => write!(f, "{s}"),
         }
     }
 }
@@ -219,6 +288,7 @@ pub fn open(location: &Location) -> SharedStore {
     match location {
         Location::Dir(p) => Arc::new(LocalStore::new(p)),
         Location::Memory(name) => Arc::new(MemoryStore::named(name)),
+        Location::S3(at) => Arc::new(S3Store::new(at)),
     }
 }
 

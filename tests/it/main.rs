@@ -22,6 +22,7 @@ mod packs;
 mod repo_cli;
 mod restore_cli;
 mod rigs;
+mod s3;
 mod schedule;
 mod source_trouble;
 mod ux_cli;

@@ -123,3 +123,99 @@ pub fn pack_of(repo: &Path, token: &ContentToken) -> Option<PathBuf> {
             .join(format!("{p}.zip"))
     })
 }
+
+/// The store at `location` (a directory or `s3://…`), an S3 one reaching
+/// its server with `vars` in place of the environment.
+pub fn store_at(location: &str, vars: &HashMap<String, String>) -> epygibus::store::SharedStore {
+    match epygibus::store::Location::parse(std::ffi::OsStr::new(location)) {
+        Ok(epygibus::store::Location::S3(at)) => {
+            std::sync::Arc::new(epygibus::store::S3Store::with_vars(&at, vars))
+        }
+        Ok(other) => epygibus::store::open(&other),
+        Err(e) => panic!("bad location {location}: {e}"),
+    }
+}
+
+/// Runs the storage interface's conformance suite on the (empty) store at
+/// `location`.
+pub fn run_conformance(location: &str, vars: &HashMap<String, String>) {
+    epygibus::store::conformance::run_all(store_at(location, vars).as_ref());
+}
+
+/// Where things are, for the helpers below: a directory or `s3://…`
+/// location and the variables an S3 store reaches its server with.
+pub struct At<'a> {
+    pub location: &'a str,
+    pub vars: &'a HashMap<String, String>,
+}
+
+impl At<'_> {
+    fn store(&self) -> epygibus::store::SharedStore {
+        store_at(self.location, self.vars)
+    }
+
+    fn repo(&self) -> Repository {
+        Repository::open(self.store(), Access::ReadOnly)
+            .unwrap_or_else(|e| panic!("cannot open repository {}: {e}", self.location))
+    }
+
+    /// A repository's reference counts, read without a lock.
+    pub fn ref_counts(&self) -> HashMap<ContentToken, u64> {
+        self.repo().ref_counts()
+    }
+
+    /// A content item's bytes, read without a lock.
+    pub fn read_content(&self, token: &ContentToken) -> Result<Vec<u8>, String> {
+        let mut data = Vec::new();
+        self.repo()
+            .open_contents_read_only(token)
+            .map_err(|e| e.to_string())?
+            .read_to_end(&mut data)
+            .map_err(|e| e.to_string())?;
+        Ok(data)
+    }
+
+    /// Every snapshot of a snapshot directory, decoded, oldest first.
+    pub fn snapshots(&self) -> Vec<(SnapshotName, Snapshot)> {
+        let store = self.store();
+        format::list_snapshots(store.as_ref())
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", self.location))
+            .into_iter()
+            .map(|n| {
+                let s = format::read_snapshot(store.as_ref(), &n)
+                    .unwrap_or_else(|e| panic!("snapshot {} does not decode: {e}", n.stamp()));
+                (n, s)
+            })
+            .collect()
+    }
+
+    /// Names of the objects below the location (leftovers not included).
+    pub fn objects(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .store()
+            .list(prefix)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", self.location))
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// An object's bytes, as any S3 client would fetch them.
+    pub fn object(&self, name: &str) -> Vec<u8> {
+        self.store()
+            .read(name)
+            .unwrap_or_else(|e| panic!("cannot read {name}: {e}"))
+    }
+
+    /// Leftovers (unfinished uploads, temp objects, stray markers).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.store()
+            .leftovers()
+            .unwrap_or_else(|e| panic!("cannot list leftovers of {}: {e}", self.location))
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    }
+}

@@ -18,6 +18,20 @@ use epygibus::snapshot::format::{Snapshot, SnapshotName};
 use super::lib_api;
 use super::run::{Run, check_sane, label_of, run_timeout};
 
+/// The developer's own AWS settings never reach a command.
+const AWS_VARS: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+];
+
 #[derive(Clone)]
 pub struct Machine {
     pub config: PathBuf,
@@ -32,6 +46,8 @@ pub struct Machine {
     pub(super) bin: PathBuf,
     /// Run commands with this host name (in a UTS namespace of their own).
     host: Option<String>,
+    /// Extra environment of every command (the S3 server's address and keys).
+    env: Vec<(String, String)>,
 }
 
 impl Machine {
@@ -47,6 +63,7 @@ impl Machine {
             user: None,
             bin,
             host: None,
+            env: Vec::new(),
         };
         for d in [&m.config, &m.data, &m.home] {
             fs::create_dir_all(d).unwrap();
@@ -73,6 +90,10 @@ impl Machine {
             .env_remove("XDG_DATA_HOME")
             .env_remove("XDG_CONFIG_HOME")
             .current_dir(&self.cwd);
+        for k in AWS_VARS {
+            c.env_remove(k);
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(id) = self.user {
             c.uid(id).gid(id);
         }
@@ -82,6 +103,18 @@ impl Machine {
     /// (`unshare --uts`, so root only: see [`Machine::can_rename_host`]).
     pub fn with_host(mut self, host: &str) -> Machine {
         self.host = Some(host.to_owned());
+        self
+    }
+
+    /// The same machine, its commands given `vars` in their environment.
+    pub fn with_env<K: ToString, V: ToString>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Machine {
+        self.env.extend(
+            vars.into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         self
     }
 

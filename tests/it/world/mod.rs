@@ -21,6 +21,7 @@ mod machine;
 pub mod packs;
 pub mod rigs;
 mod run;
+pub mod s3;
 pub mod snapshot;
 pub mod tree;
 
