@@ -40,21 +40,29 @@ async fn backup_now(State(app): State<AppState>, Json(q): Json<ArchiveQuery>) ->
     blocking(move || Ok(crate::ops::source::archive(check.ctx(), &probe)?.check_writable()?))
         .await?;
     let ctx = app.ctx().clone();
-    let job = app.jobs.start("backup", format!("Back up {name}"), move |job| {
-        let command = format!("epygibus gui: bu -A {name}");
-        let r = backup(&ctx, &name, BackupOptions::default(), &command, &job.progress)
+    let job = app
+        .jobs
+        .start("backup", format!("Back up {name}"), move |job| {
+            let command = format!("epygibus gui: bu -A {name}");
+            let r = backup(
+                &ctx,
+                &name,
+                BackupOptions::default(),
+                &command,
+                &job.progress,
+            )
             .map_err(|e| e.to_string())?;
-        Ok(json!({
-            "archive": name,
-            "snapshot": r.name.stamp(),
-            "header": header_json(&r.header),
-            "problems": r.problems.iter().take(200).map(|p| json!({
-                "path": p.path.display().to_string(), "message": p.message
-            })).collect::<Vec<_>>(),
-            "problem_count": r.problems.len(),
-            "warnings": r.warnings,
-        }))
-    });
+            Ok(json!({
+                "archive": name,
+                "snapshot": r.name.stamp(),
+                "header": header_json(&r.header),
+                "problems": r.problems.iter().take(200).map(|p| json!({
+                    "path": p.path.display().to_string(), "message": p.message
+                })).collect::<Vec<_>>(),
+                "problem_count": r.problems.len(),
+                "warnings": r.warnings,
+            }))
+        });
     Ok(started(&job))
 }
 

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::json::{
-    ApiError, ApiResult, bad_request, entry_json, header_json, parse_source, stamp_json,
-    time_text,
+    ApiError, ApiResult, bad_request, entry_json, header_json, parse_source, stamp_json, time_text,
 };
 use crate::ops::browse::PageRequest;
 use crate::ops::diff::{DiffRequest, NewSide, diff_snapshots};
@@ -41,12 +40,12 @@ pub fn routes() -> Router<AppState> {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(ApiError(
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ApiError(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             format!("the request failed unexpectedly: {e}"),
-        )))
+        ))
+    })
 }
 
 async fn session(State(app): State<AppState>) -> Json<Value> {
@@ -358,7 +357,7 @@ async fn diff_api(State(app): State<AppState>, Query(q): Query<DiffQuery>) -> Ap
             "new": o.new.as_ref().map(|(n, _)| stamp_json(n)),
             "changes": changes,
             "total_changes": o.report.changes.len(),
-            "summary": serde_json::to_value(&o.report.summary).unwrap_or(Value::Null),
+            "summary": serde_json::to_value(o.report.summary).unwrap_or(Value::Null),
         })))
     })
     .await

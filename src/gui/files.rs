@@ -103,8 +103,7 @@ fn disposition(kind: &str, name: &str) -> HeaderValue {
             _ => enc.push_str(&format!("%{b:02X}")),
         }
     }
-    HeaderValue::from_str(&format!("{kind}; filename*=UTF-8''{enc}"))
-        .expect("only ASCII is left")
+    HeaderValue::from_str(&format!("{kind}; filename*=UTF-8''{enc}")).expect("only ASCII is left")
 }
 
 fn attachment(name: &str, content_type: &'static str, len: Option<u64>, body: Body) -> Response {
@@ -125,11 +124,15 @@ fn base_name(path: &str) -> String {
         .to_owned()
 }
 
-async fn download(State(app): State<AppState>, Query(q): Query<EntryQuery>) -> Result<Response, ApiError> {
+async fn download(
+    State(app): State<AppState>,
+    Query(q): Query<EntryQuery>,
+) -> Result<Response, ApiError> {
     let spec = parse_source(&q.src)?;
     let (src, snap, path) = (spec.clone(), q.snap.clone(), q.path.clone());
     let opener = app.clone();
-    let (info, reader) = blocking(move || Ok(opener.browser.open_file(&src, &snap, &path)?)).await?;
+    let (info, reader) =
+        blocking(move || Ok(opener.browser.open_file(&src, &snap, &path)?)).await?;
     let body = streamed(move |w| {
         let mut reader = reader;
         std::io::copy(&mut reader, w)
@@ -144,14 +147,20 @@ async fn download(State(app): State<AppState>, Query(q): Query<EntryQuery>) -> R
     ))
 }
 
-async fn download_dir(State(app): State<AppState>, Query(q): Query<EntryQuery>) -> Result<Response, ApiError> {
+async fn download_dir(
+    State(app): State<AppState>,
+    Query(q): Query<EntryQuery>,
+) -> Result<Response, ApiError> {
     let spec = parse_source(&q.src)?;
     // Check before the answer starts: afterwards an error can only cut it.
     let (src, snap, path) = (spec.clone(), q.snap.clone(), q.path.clone());
     let probe = app.clone();
     let info = blocking(move || Ok(probe.browser.stat(&src, &snap, &path)?)).await?;
     if info.kind != Kind::Dir {
-        return Err(super::json::bad_request(format!("{} is not a directory", q.path)));
+        return Err(super::json::bad_request(format!(
+            "{} is not a directory",
+            q.path
+        )));
     }
     let name = format!("{}-{}.tar", base_name(&q.path), q.snap);
     let (snap, path) = (q.snap.clone(), q.path.clone());
@@ -259,12 +268,17 @@ async fn preview(State(app): State<AppState>, Query(q): Query<EntryQuery>) -> Ap
     .await
 }
 
-async fn image(State(app): State<AppState>, Query(q): Query<EntryQuery>) -> Result<Response, ApiError> {
+async fn image(
+    State(app): State<AppState>,
+    Query(q): Query<EntryQuery>,
+) -> Result<Response, ApiError> {
     let spec = parse_source(&q.src)?;
     let bytes = blocking(move || {
         let (info, reader) = app.browser.open_file(&spec, &q.snap, &q.path)?;
         if info.size > PREVIEW_IMAGE {
-            return Err(super::json::bad_request("the image is too large to preview; download it"));
+            return Err(super::json::bad_request(
+                "the image is too large to preview; download it",
+            ));
         }
         let mut all = Vec::new();
         reader
@@ -283,7 +297,10 @@ async fn image(State(app): State<AppState>, Query(q): Query<EntryQuery>) -> Resu
     let mut r = (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
-            (header::CONTENT_DISPOSITION, HeaderValue::from_static("inline")),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("inline"),
+            ),
         ],
         bytes,
     )
@@ -305,7 +322,10 @@ mod tests {
         assert_eq!(image_type(b"\x89PNG\r\n\x1a\nxxxx"), Some("image/png"));
         assert_eq!(image_type(b"GIF89a..."), Some("image/gif"));
         assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(image_type(b"<svg xmlns=\"http://www.w3.org/2000/svg\">"), None);
+        assert_eq!(
+            image_type(b"<svg xmlns=\"http://www.w3.org/2000/svg\">"),
+            None
+        );
         assert_eq!(image_type(b"<html><script>"), None);
     }
 
@@ -314,7 +334,10 @@ mod tests {
         assert_eq!(as_text(b"hello\n").as_deref(), Some("hello\n"));
         assert_eq!(as_text(b"a\0b"), None);
         // A UTF-8 character cut by the preview window.
-        assert_eq!(as_text("ab\u{e9}".as_bytes()[..3].as_ref()).as_deref(), Some("ab"));
+        assert_eq!(
+            as_text("ab\u{e9}".as_bytes()[..3].as_ref()).as_deref(),
+            Some("ab")
+        );
         assert_eq!(as_text(b"\xff\xfe\xfd\xfc\xfb"), None);
     }
 

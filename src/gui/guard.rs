@@ -89,7 +89,10 @@ pub async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Resp
     // A handler may set a stricter policy (image previews do).
     h.entry("content-security-policy")
         .or_insert(HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.entry(header::CACHE_CONTROL)

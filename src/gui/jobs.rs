@@ -138,7 +138,9 @@ impl Jobs {
         let running = job.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&running)))
-                .unwrap_or_else(|_| Err("the job failed unexpectedly (a bug: please report it)".into()));
+                .unwrap_or_else(|_| {
+                    Err("the job failed unexpectedly (a bug: please report it)".into())
+                });
             running.finish(match outcome {
                 Ok(v) => JobState::Done(v),
                 Err(e) => JobState::Failed(e),

@@ -100,6 +100,10 @@ fn router(state: AppState) -> Router {
         .route("/rescue", get(pages::shell))
         .route("/login", post(pages::login))
         .route("/assets/{file}", get(pages::asset))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .merge(api::routes())
         .merge(actions::routes())
         .merge(files::routes())

@@ -102,8 +102,10 @@ pub async fn login(State(app): State<AppState>, Form(f): Form<Login>) -> Respons
     let mut r = StatusCode::SEE_OTHER.into_response();
     r.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_static("/"));
-    r.headers_mut()
-        .insert(header::SET_COOKIE, guard::session_cookie(&app.secrets.session));
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        guard::session_cookie(&app.secrets.session),
+    );
     r
 }
 

@@ -99,7 +99,7 @@ pub fn check_path(path: &str) -> Result<PathBuf> {
 fn info(name: &[u8], node: &Node) -> EntryInfo {
     let (size, token, target) = match node {
         Node::Dir(d) => (d.entries.len() as u64, None, None),
-        Node::File(f) => (f.size, Some(f.token.clone()), None),
+        Node::File(f) => (f.size, Some(f.token), None),
         Node::Link(l) => (l.target.len() as u64, None, Some(l.target.clone())),
     };
     EntryInfo {
@@ -392,9 +392,8 @@ pub struct RestoreSelected {
 /// was checked is where the files go).
 pub fn extract_target(dir: &str) -> Result<PathBuf> {
     let checked = check_path(dir)?;
-    let canonical = std::fs::canonicalize(&checked).map_err(|e| {
-        OpError::Invalid(format!("cannot extract into {dir}: {e}"))
-    })?;
+    let canonical = std::fs::canonicalize(&checked)
+        .map_err(|e| OpError::Invalid(format!("cannot extract into {dir}: {e}")))?;
     if !canonical.is_dir() {
         return Err(OpError::Invalid(format!(
             "cannot extract into {dir}: it is not a directory"
@@ -500,7 +499,9 @@ fn last_name(path: &Path) -> &[u8] {
 fn no_such(source: &SourceSpec, stamp: &str) -> OpError {
     match source {
         SourceSpec::Archive(a) => OpError::NoSuchSnapshot {
-            archive: a.parse().unwrap_or_else(|_| "archive".parse().expect("valid")),
+            archive: a
+                .parse()
+                .unwrap_or_else(|_| "archive".parse().expect("valid")),
             stamp: stamp.to_owned(),
         },
         SourceSpec::SnapshotDir(d) => OpError::Invalid(format!("{d} has no snapshot {stamp}")),

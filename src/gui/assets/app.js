@@ -17,7 +17,7 @@ function h(tag, attrs, ...kids) {
     else if (k === "text") el.textContent = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === null || kid === undefined || kid === false) continue;
     el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -110,7 +110,7 @@ function watchJob(id, box, done) {
     cancel.remove();
     bar.remove();
     if (j.state === "failed") line.replaceWith(errorBox(new Error(j.error)));
-    else line.textContent = "Finished.";
+    else line.remove();
     done(j);
   };
   tick();
@@ -281,7 +281,7 @@ async function browsePage() {
   const snapSel = h("select", { id: "snap", onchange: () => { location.href = browseHref(src, snapSel.value, path); } },
     snaps.map((s) => h("option", { value: s.name, text: s.name, selected: s.name === snap })));
   const crumbs = h("nav", { class: "path", "aria-label": "Path" });
-  const filterIn = h("input", { id: "filter", type: "search", placeholder: "Filter names in this directory" });
+  const filterIn = h("input", { id: "filter", type: "search", placeholder: "Name contains…" });
   const listBox = h("div", { class: "listing" });
   const pager = h("div", { class: "pager" });
   const details = h("aside", { class: "details", "aria-label": "Details" }, h("p", { class: "muted", text: "Choose a file to see its details." }));
