@@ -640,6 +640,44 @@ fn gui_beyond_loopback_needs_a_password_and_signs_in_with_it() {
     assert_eq!(g.get("/api/overview", &[("Cookie", &cookie)]).status, 200);
 }
 
+#[test]
+fn gui_cancel_stops_a_backup_which_writes_nothing() {
+    let (w, t, _) = docs_world();
+    for i in 0..300 {
+        write_file(
+            &t.join(format!("bulk/{i:03}.bin")),
+            &noise(100_000, 500 + i),
+            0o644,
+        );
+    }
+    let g = Gui::start(&w, &[]);
+    let cookie = g.cookie();
+    let csrf = g.csrf(&cookie);
+    let r = g.post(
+        &cookie,
+        &csrf,
+        "/api/backup",
+        &serde_json::json!({"archive": "docs"}),
+    );
+    let id = r.json()["job"].as_u64().unwrap();
+    let c = g.post(
+        &cookie,
+        &csrf,
+        &format!("/api/jobs/{id}/cancel"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(c.status, 200, "{c:?}");
+    assert_eq!(c.json()["cancel_requested"], true);
+    let j = g.wait_job(&cookie, id);
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(j["files"].as_u64().unwrap() < 300, "stopped early: {j}");
+    assert_eq!(w.snapshot_names("docs").len(), 1, "no snapshot written");
+    // The references it took were given back: check finds no count too low
+    // and the lock is free for the next backup.
+    w.ok(&["check", "-R", "home"]);
+    w.ok(&["bu", "-A", "docs"]);
+}
+
 /// node and Debian's chromium with playwright-core installed in
 /// tests/gui (by `npm ci`, as .ci/run does); None (SKIP) where missing.
 fn browser_kit() -> Option<(PathBuf, PathBuf)> {
@@ -758,6 +796,13 @@ fn gui_in_a_real_browser() {
         );
     }
     assert!(report["check"].as_str().unwrap().contains("No problems"));
+    for r in report["big_api"].as_array().unwrap() {
+        assert_eq!(r["total"], 10_000);
+        assert!(
+            r["server_ms"].as_f64().unwrap() <= 200.0,
+            "a 10,000-entry listing: {r}"
+        );
+    }
     assert!(
         report["rescue_url"].as_str().unwrap().contains("src=E%3A"),
         "{report}"
