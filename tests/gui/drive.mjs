@@ -101,8 +101,11 @@ try {
   report.snapshots_after = await page.locator("table.snapshots tbody tr").count();
   await shot(page, "archive-1280");
 
-  // Retention preview.
-  await page.getByRole("button", { name: /Preview what forget/ }).click().catch(() => {});
+  // Retention: the preview lists what forget would remove (not applied).
+  await page.getByRole("button", { name: /Preview what forget/ }).click();
+  await page.getByRole("button", { name: /^Remove \d+ snapshot/ }).waitFor();
+  report.forget_button = await page.getByRole("button", { name: /^Remove \d+ snapshot/ }).textContent();
+  await shot(page, "archive-retention-1280");
 
   // Browse to the file through the directory links, and download it.
   await page.getByRole("link", { name: "Browse the newest snapshot" }).click();

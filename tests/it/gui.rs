@@ -678,6 +678,59 @@ fn gui_cancel_stops_a_backup_which_writes_nothing() {
     w.ok(&["bu", "-A", "docs"]);
 }
 
+#[test]
+fn gui_previews_then_applies_the_retention_policy() {
+    let (w, _t, _) = docs_world();
+    w.ok(&["bu", "-A", "docs"]);
+    w.ok(&["policy", "-A", "docs", "--keep-last", "1"]);
+    let g = Gui::start(&w, &[]);
+    let cookie = g.cookie();
+    let csrf = g.csrf(&cookie);
+    let p = g.get("/api/forget-preview?archive=docs", &[("Cookie", &cookie)]);
+    assert_eq!(p.status, 200, "{p:?}");
+    assert_eq!(p.json()["to_remove"], 1);
+    assert_eq!(
+        w.snapshot_names("docs").len(),
+        2,
+        "a preview removes nothing"
+    );
+    let r = g.post(
+        &cookie,
+        &csrf,
+        "/api/forget",
+        &serde_json::json!({"archive": "docs"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["removed"], 1);
+    assert_eq!(w.snapshot_names("docs").len(), 1);
+}
+
+#[test]
+fn gui_restores_to_the_original_place_moving_changed_files_aside() {
+    let (w, t, snap) = docs_world();
+    let g = Gui::start(&w, &[]);
+    let cookie = g.cookie();
+    let csrf = g.csrf(&cookie);
+    let original = std::fs::read(t.join("notes.txt")).unwrap();
+    std::fs::write(t.join("notes.txt"), b"changed since").unwrap();
+    std::fs::remove_file(t.join("tree/deep/b.txt")).unwrap();
+    let r = g.post(
+        &cookie,
+        &csrf,
+        "/api/restore",
+        &serde_json::json!({"src": "A:docs", "snap": snap, "mode": "original",
+            "paths": [at(&t, "notes.txt"), at(&t, "tree")]}),
+    );
+    let j = g.wait_job(&cookie, r.json()["job"].as_u64().unwrap());
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(std::fs::read(t.join("notes.txt")).unwrap(), original);
+    assert!(t.join("tree/deep/b.txt").is_file());
+    let aside = j["result"]["moved_aside"].as_array().unwrap();
+    assert_eq!(aside.len(), 1, "{j}");
+    let kept = aside[0]["to"].as_str().unwrap();
+    assert_eq!(std::fs::read(kept).unwrap(), b"changed since");
+}
+
 /// node and Debian's chromium with playwright-core installed in
 /// tests/gui (by `npm ci`, as .ci/run does); None (SKIP) where missing.
 fn browser_kit() -> Option<(PathBuf, PathBuf)> {
@@ -724,6 +777,7 @@ fn gui_in_a_real_browser() {
         std::fs::write(big.join(format!("f{i:05}")), [b'x'; 3]).unwrap();
     }
     w.new_archive("big", "home", &[&big], &[]);
+    w.ok(&["policy", "-A", "docs", "--keep-last", "1"]);
     w.ok(&["bu", "-A", "big"]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/gui-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -777,6 +831,10 @@ fn gui_in_a_real_browser() {
         report["snapshots_before"].as_u64().unwrap() + 1
     );
     assert_eq!(report["hostile_elements"], 0);
+    assert_eq!(
+        report["forget_button"], "Remove 1 snapshot(s) now",
+        "{report}"
+    );
     assert!(
         report["first_tab"].as_str().unwrap().contains("Skip"),
         "{report}"
