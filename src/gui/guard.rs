@@ -64,6 +64,19 @@ fn url_token(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The address to go on to: the same page and query, less the token.
+fn without_token(path: &str, query: Option<&str>) -> String {
+    let rest: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("token="))
+        .collect();
+    match rest.is_empty() {
+        true => path.to_owned(),
+        false => format!("{path}?{}", rest.join("&")),
+    }
+}
+
 /// The cookie that keeps a browser in: HttpOnly (no script reads it),
 /// SameSite=Strict (no other site's page sends it).
 pub fn session_cookie(session: &str) -> HeaderValue {
@@ -125,7 +138,7 @@ async fn check(app: &AppState, req: Request, next: Next) -> Response {
         {
             return Response::builder()
                 .status(StatusCode::SEE_OTHER)
-                .header(header::LOCATION, path)
+                .header(header::LOCATION, without_token(&path, req.uri().query()))
                 .header(header::SET_COOKIE, session_cookie(&secrets.session))
                 .body(Body::empty())
                 .expect("a valid response");
@@ -210,5 +223,10 @@ mod tests {
         assert_eq!(cookie_value(&h).as_deref(), Some("xyz"));
         assert_eq!(url_token(Some("a=b&token=t1")).as_deref(), Some("t1"));
         assert_eq!(url_token(Some("tokenx=1")), None);
+        assert_eq!(without_token("/", Some("token=t")), "/");
+        assert_eq!(
+            without_token("/browse", Some("src=A:d&token=t&path=/x")),
+            "/browse?src=A:d&path=/x"
+        );
     }
 }

@@ -110,7 +110,12 @@ try {
   // Browse to the file through the directory links, and download it.
   await page.getByRole("link", { name: "Browse the newest snapshot" }).click();
   await page.locator("table.files").waitFor();
-  const parts = path.dirname(FILE).split("/").filter(Boolean);
+  // It opens where the backed-up tree starts (the single-directory chain
+  // from `/` is walked down); go on from there.
+  await page.waitForURL((u) => u.searchParams.get("path") !== null);
+  const here = new URL(page.url()).searchParams.get("path");
+  report.opened_at = here;
+  const parts = path.relative(here, path.dirname(FILE)).split("/").filter(Boolean);
   for (const p of parts) {
     await page.locator("table.files a.dir", { hasText: new RegExp("^" + p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "/$") }).click();
     await page.waitForURL((u) => u.searchParams.get("path").endsWith("/" + p));
@@ -148,6 +153,11 @@ try {
   await page.goto(base + "/browse?" + new URLSearchParams({ src: "A:" + BIG_ARCHIVE, path: BIG_DIR }));
   await page.locator("table.files tbody tr").first().waitFor();
   report.big_first_page_ms = Date.now() - t0;
+  await page.waitForLoadState("networkidle");
+  report.big_first_load_bytes = await page.evaluate(() => {
+    const nav = performance.getEntriesByType("navigation")[0];
+    return performance.getEntriesByType("resource").reduce((n, r) => n + r.transferSize, nav.transferSize);
+  });
   report.big_rows = await page.locator("table.files tbody tr").count();
   report.big_pager = await page.locator(".pager span").textContent();
   const apiTimes = [];

@@ -75,7 +75,7 @@ function cell(label, ...content) { return h("td", { "data-label": label }, ...co
 
 function param(name) { return new URLSearchParams(location.search).get(name); }
 
-function browseHref(src, snap, path) { return "/browse?" + qs({ src, snap, path: path || "/" }); }
+function browseHref(src, snap, path) { return "/browse?" + qs({ src, snap, path }); }
 
 function parentOf(path) {
   const i = path.replace(/\/+$/, "").lastIndexOf("/");
@@ -176,7 +176,7 @@ async function archivePage(name) {
   const snapBox = h("div", {});
   const drawSnapshots = (list) => {
     const rows = list.map((s) => h("tr", {},
-      cell("Snapshot", h("a", { href: browseHref(src, s.name, "/"), text: s.name })),
+      cell("Snapshot", h("a", { href: browseHref(src, s.name), text: s.name })),
       cell("Files", s.header ? String(s.header.counts.files) : ""),
       cell("Size", s.header ? bytes(s.header.counts.content_bytes) : ""),
       cell("Read", s.header ? String(s.header.files_read) : ""),
@@ -255,7 +255,7 @@ async function archivePage(name) {
       h("dt", { text: "Includes" }), h("dd", { text: a.includes.join(", ") }),
       a.set_aside.length ? [h("dt", { text: "Set aside (damaged)" }), h("dd", { class: "warn", text: a.set_aside.join(", ") })] : []),
     h("div", { class: "actions" }, backup,
-      a.snapshots.length ? h("a", { class: "button secondary", href: browseHref(src, a.snapshots[0].name, "/"), text: "Browse the newest snapshot" }) : "",
+      a.snapshots.length ? h("a", { class: "button secondary", href: browseHref(src, a.snapshots[0].name), text: "Browse the newest snapshot" }) : "",
       a.read_only ? h("span", { class: "muted", text: "Read-only here: another machine backs it up." }) : ""),
     jobBox,
     h("section", { "aria-labelledby": "h-snaps" }, h("h2", { id: "h-snaps", text: "Snapshots" }), snapBox),
@@ -273,6 +273,16 @@ async function browsePage() {
   const snaps = (await api("/api/snapshots?" + qs({ src }))).snapshots;
   if (!snaps.length) throw new Error("no snapshots here");
   if (!snap) snap = snaps[0].name;
+  if (!param("path")) {
+    // Opened without a path: go down the single-directory chain from `/`
+    // to where the backed-up files are (e.g. /home/me/Documents).
+    for (let i = 0; i < 64; i++) {
+      const p = await api("/api/list?" + qs({ src, snap, path, limit: 2 }));
+      if (p.total !== 1 || p.entries[0].kind !== "dir") break;
+      path = join(path, p.entries[0].name);
+    }
+    window.history.replaceState(null, "", browseHref(src, snap, path));
+  }
   const selected = new Set();
   let offset = 0;
   let filter = "";
@@ -347,7 +357,7 @@ async function browsePage() {
         ? h("a", { href: browseHref(src, snap, full), class: "dir", text: e.name + "/" })
         : h("button", { type: "button", class: "link", text: e.name + (e.kind === "symlink" ? " → " + e.target : ""), onclick: () => showDetails(e, full) });
       return h("tr", {}, h("td", { class: "sel" }, box), cell("Name", nameEl),
-        cell("Size", e.kind === "dir" ? `${e.size} entries` : bytes(e.size)), cell("Modified", when(e.mtime)), cell("Mode", e.mode));
+        cell("Size", e.kind === "dir" ? `${e.size} ${e.size === 1 ? "entry" : "entries"}` : bytes(e.size)), cell("Modified", when(e.mtime)), cell("Mode", e.mode));
     });
     listBox.replaceChildren(table(["", "Name", "Size", "Modified", "Mode"], rows, "files"));
     const end = Math.min(page.total, offset + page.entries.length);
@@ -494,7 +504,7 @@ function rescuePage() {
     try {
       const r = await api("/api/snapshots?" + qs({ src }));
       if (!r.snapshots.length) throw new Error("no snapshots there");
-      location.href = browseHref(src, r.snapshots[0].name, "/");
+      location.href = browseHref(src, r.snapshots[0].name);
     } catch (e) { out.replaceChildren(errorBox(e)); }
   } }, h("label", { for: "e-dir", text: "Snapshot directory" }), dir, h("button", { type: "submit", text: "Open" }));
   app.replaceChildren(h("h1", { text: "Open a snapshot directory" }),
