@@ -101,6 +101,11 @@ try {
   report.snapshots_after = await page.locator("table.snapshots tbody tr").count();
   await shot(page, "archive-1280");
 
+  // What changed between the two snapshots.
+  await page.getByRole("button", { name: "Compare" }).click();
+  await page.getByText(/change\(s\) from/).waitFor();
+  report.diff = await page.getByText(/change\(s\) from/).textContent();
+
   // Retention: the preview lists what forget would remove (not applied).
   await page.getByRole("button", { name: /Preview what forget/ }).click();
   await page.getByRole("button", { name: /^Remove \d+ snapshot/ }).waitFor();

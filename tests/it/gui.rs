@@ -729,6 +729,23 @@ fn gui_restores_to_the_original_place_moving_changed_files_aside() {
     assert_eq!(aside.len(), 1, "{j}");
     let kept = aside[0]["to"].as_str().unwrap();
     assert_eq!(std::fs::read(kept).unwrap(), b"changed since");
+    // With overwrite, the changed file is replaced, nothing moved aside.
+    std::fs::write(t.join("notes.txt"), b"changed again").unwrap();
+    let r = g.post(
+        &cookie,
+        &csrf,
+        "/api/restore",
+        &serde_json::json!({"src": "A:docs", "snap": snap, "mode": "original",
+            "paths": [at(&t, "notes.txt")], "overwrite": true}),
+    );
+    let j = g.wait_job(&cookie, r.json()["job"].as_u64().unwrap());
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(
+        j["result"]["moved_aside"].as_array().unwrap().len(),
+        0,
+        "{j}"
+    );
+    assert_eq!(std::fs::read(t.join("notes.txt")).unwrap(), original);
 }
 
 /// node and Debian's chromium with playwright-core installed in
@@ -831,6 +848,10 @@ fn gui_in_a_real_browser() {
         report["snapshots_before"].as_u64().unwrap() + 1
     );
     assert_eq!(report["hostile_elements"], 0);
+    assert!(
+        report["diff"].as_str().unwrap().starts_with("41 change(s)"),
+        "{report}"
+    );
     assert_eq!(
         report["forget_button"], "Remove 1 snapshot(s) now",
         "{report}"

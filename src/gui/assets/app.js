@@ -209,7 +209,9 @@ async function archivePage(name) {
       diffOut.replaceChildren(
         h("p", { text: `${d.total_changes} change(s) from ${d.old.name} to ${d.new.name}` }),
         h("ul", { class: "diff" }, d.changes.map((c) => h("li", {}, h("span", { class: "marker m" + c.modifier, text: c.modifier }), " ", h("code", { text: c.path })))),
-        s ? h("pre", { class: "muted", text: JSON.stringify(s) }) : "");
+        s ? h("p", { class: "muted", text: ["added", "removed", "changed"].map((k) =>
+          `${k}: ${s[k].files} files, ${s[k].dirs} directories, ${s[k].links} symlinks`).join("; ") +
+          `; ${bytes(s.bytes_added)} added, ${bytes(s.bytes_removed)} removed` }) : "");
     } catch (e) { diffOut.replaceChildren(errorBox(e)); }
   } },
     h("label", { for: "diff-old", text: "Older" }), oldSel,
