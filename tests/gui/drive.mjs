@@ -1,5 +1,5 @@
 // Drives Debian's chromium (playwright-core, never a downloaded browser)
-// through the epygibus GUI for tests/it/gui/, which prepared the
+// through the epygibus GUI for tests/it/gui/browser.rs, which prepared the
 // archives and checks what this script reports: one JSON object on the
 // last line of stdout. Any failed expectation throws (exit status 1).
 //
