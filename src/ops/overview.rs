@@ -53,10 +53,34 @@ pub fn overdue_after(when: &str) -> Option<i64> {
 pub fn archives(ctx: &Context) -> Vec<ArchiveSummary> {
     let schedules = super::schedule::list().unwrap_or_default();
     let names = ctx.config.archive_names().unwrap_or_default();
+    let mut locks = std::collections::HashMap::new();
     names
         .iter()
-        .map(|n| summarize(ctx, n.as_str(), &schedules))
+        .map(|n| {
+            let mut s = summarize(ctx, n.as_str(), &schedules);
+            let held = locks
+                .entry(s.repo.clone())
+                .or_insert_with(|| lock_of(ctx, &s.repo));
+            if let Some(h) = held {
+                s.warnings.insert(
+                    0,
+                    format!(
+                        "repository `{}` is locked by {}: backups wait until it is free (`epygibus unlock -R {}` if that run is gone)",
+                        s.repo,
+                        h.describe(),
+                        s.repo
+                    ),
+                );
+            }
+            s
+        })
         .collect()
+}
+
+/// Who holds repository `name`'s lock now, if it can be read.
+fn lock_of(ctx: &Context, name: &str) -> Option<LockHolder> {
+    let spec = ctx.config.repo(&name.parse().ok()?).ok()?;
+    RepoLock::holder(store_at(&spec.location).as_ref(), crate::content::LOCK_FILE)
 }
 
 fn summarize(ctx: &Context, name: &str, schedules: &[ScheduleInfo]) -> ArchiveSummary {
@@ -143,7 +167,7 @@ pub fn repos(ctx: &Context) -> Vec<RepoSummary> {
             let (stats, lock) = match spec {
                 Ok(spec) => {
                     let store = store_at(&spec.location);
-                    let lock = RepoLock::holder(store.as_ref(), crate::content::LOCK_FILE);
+                    let lock = lock_of(ctx, name.as_str());
                     let stats = Repository::open(store, Access::ReadOnly)
                         .map(|r| r.stats())
                         .map_err(|e| e.to_string());

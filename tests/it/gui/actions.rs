@@ -1,6 +1,7 @@
-//! What the GUI changes, over its API: Cancel stops a backup cleanly, the
+//! What the GUI changes and warns of, over its API: Cancel stops a backup cleanly, the
 //! retention preview changes nothing and applying it removes, restoring
-//! to the original place moves changed files aside or overwrites them.
+//! to the original place moves changed files aside or overwrites them; the
+//! dashboard warns of a held lock and a damaged snapshot.
 
 use super::{Gui, at, docs_world};
 use crate::world::files::write_file;
@@ -112,4 +113,41 @@ fn gui_restores_to_the_original_place_moving_changed_files_aside() {
         "{j}"
     );
     assert_eq!(std::fs::read(t.join("notes.txt")).unwrap(), original);
+}
+
+#[test]
+fn gui_dashboard_warns_of_a_held_lock_and_a_damaged_snapshot() {
+    let (w, _t, _) = docs_world();
+    let g = Gui::start(&w, &[]);
+    let cookie = g.cookie();
+    let overview = || g.get("/api/overview", &[("Cookie", &cookie)]).json();
+    assert_eq!(overview()["archives"][0]["warnings"], serde_json::json!([]));
+    // Another machine's run holds the lock; a newer snapshot is garbage.
+    std::fs::write(
+        w.repo_dir("home").join("lock"),
+        "host = otherbox\npid = 4242\nstarted = 1700000000\ncommand = epygibus bu -A docs\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.snapshot_dir("docs").join("2099-01-01-00-00-00"),
+        b"not a snapshot",
+    )
+    .unwrap();
+    let o = overview();
+    let warnings = o["archives"][0]["warnings"].to_string();
+    assert!(
+        warnings.contains("locked by `epygibus bu -A docs`"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("newest snapshot cannot be read"),
+        "{warnings}"
+    );
+    assert!(
+        o["repositories"][0]["lock"]
+            .as_str()
+            .unwrap()
+            .contains("otherbox"),
+        "{o}"
+    );
 }
