@@ -1,7 +1,8 @@
-//! What the GUI changes and warns of, over its API: Cancel stops a backup cleanly, the
-//! retention preview changes nothing and applying it removes, restoring
-//! to the original place moves changed files aside or overwrites them; the
-//! dashboard warns of a held lock and a damaged snapshot.
+//! What the GUI changes and warns of, over its API: Cancel stops a
+//! backup cleanly, the retention preview changes nothing and applying it
+//! removes, restoring to the original place moves changed files aside or
+//! overwrites them, and the dashboard warns of a held lock and a damaged
+//! snapshot.
 
 use super::{Gui, at, docs_world};
 use crate::world::files::write_file;
