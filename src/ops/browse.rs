@@ -189,13 +189,16 @@ impl Browser {
 
     /// The `--back` number that names snapshot `stamp` for operations
     /// that take one (restore, extract, diff): counted from the oldest
-    /// (negative), so a backup finishing meanwhile does not move it.
+    /// (negative), so a backup finishing meanwhile does not move it. Only
+    /// a deletion of an older snapshot between this call and the
+    /// operation's own listing could; restore and extract then take the
+    /// repository lock, which deletions need too.
     pub fn back_of(&self, source: &SourceSpec, stamp: &str) -> Result<i64> {
         let names = self.snapshots(source)?;
         let at = names
             .iter()
             .position(|n| n.stamp() == stamp)
-            .ok_or_else(|| no_such(source, stamp))?;
+            .ok_or_else(|| no_such(stamp))?;
         Ok(-(at as i64) - 1)
     }
 
@@ -496,16 +499,11 @@ fn last_name(path: &Path) -> &[u8] {
     path.file_name().map(|n| n.as_bytes()).unwrap_or(b"/")
 }
 
-fn no_such(source: &SourceSpec, stamp: &str) -> OpError {
-    match source {
-        SourceSpec::Archive(a) => OpError::NoSuchSnapshot {
-            archive: a
-                .parse()
-                .unwrap_or_else(|_| "archive".parse().expect("valid")),
-            stamp: stamp.to_owned(),
-        },
-        SourceSpec::SnapshotDir(d) => OpError::Invalid(format!("{d} has no snapshot {stamp}")),
-    }
+/// A snapshot name that is not (or no longer) among the snapshots.
+fn no_such(stamp: &str) -> OpError {
+    OpError::Invalid(format!(
+        "there is no snapshot {stamp} (deleted since, or mistyped)"
+    ))
 }
 
 fn named(source: &Source, stamp: &str) -> Result<SnapshotName> {
@@ -513,7 +511,7 @@ fn named(source: &Source, stamp: &str) -> Result<SnapshotName> {
         .snapshots()?
         .into_iter()
         .find(|n| n.stamp() == stamp)
-        .ok_or_else(|| OpError::Invalid(format!("there is no snapshot {stamp} (any more)")))
+        .ok_or_else(|| no_such(stamp))
 }
 
 #[cfg(test)]
