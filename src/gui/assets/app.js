@@ -339,9 +339,13 @@ async function browsePage() {
             ` — ${v.kind}, ${bytes(v.size)}, modified ${when(v.mtime)}`))));
       } catch (err) { history.replaceChildren(errorBox(err)); }
     } }));
-    details.replaceChildren(h("h2", { text: e.name }),
+    const heading = h("h2", { text: e.name, tabindex: -1 });
+    details.replaceChildren(heading,
       h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
       h("div", { class: "actions" }, buttons), preview, history);
+    // Keyboard and screen-reader users land on what they opened; on a
+    // narrow screen the details are below the list, so bring them up.
+    heading.focus({ preventScroll: window.innerWidth > 900 });
   };
 
   const load = async () => {
