@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod fsio;
+#[cfg(feature = "gui")]
+pub mod gui;
 pub mod legacy;
 pub mod mount;
 pub mod ops;

@@ -94,39 +94,5 @@ fn print_report(outcome: &check::CheckOutcome, repair: bool) -> u8 {
 }
 
 fn describe(f: &Finding) -> String {
-    match f {
-        Finding::MissingContent { token, place } => {
-            format!("content {token} is referenced but missing ({place})")
-        }
-        Finding::DamagedContent { token, place } => {
-            format!("content file {place} does not match {token}")
-        }
-        Finding::DamagedPackEntry {
-            token,
-            place,
-            reason,
-        } => format!("pack {place}: entry {token} is damaged ({reason})"),
-        Finding::DamagedPack { place, reason } => format!("pack {place} is damaged: {reason}"),
-        Finding::Misplaced { token, place } => {
-            format!("content {token} is in pack {place}, which the index does not say")
-        }
-        Finding::CountTooLow {
-            token,
-            counted,
-            found,
-        } => format!("count of {token} is {counted} but {found} snapshot entries use it"),
-        Finding::CountTooHigh {
-            token,
-            counted,
-            found,
-        } => format!(
-            "count of {token} is {counted} but {found} snapshot entries use it (space not reclaimed)"
-        ),
-        Finding::TempFile { place } => format!("temp file left over: {place}"),
-        Finding::Orphan { place } => format!("content file not in the index: {place}"),
-        Finding::OrphanPack { place } => format!("pack not in the index: {place}"),
-        Finding::Unreferenced { token } => {
-            format!("content {token} is unreferenced (prune removes it)")
-        }
-    }
+    f.to_string()
 }

@@ -27,6 +27,8 @@ mod browse;
 mod check;
 mod copy;
 mod forget;
+#[cfg(feature = "gui")]
+mod gui;
 mod import;
 mod output;
 mod progress;
@@ -311,6 +313,18 @@ enum Command {
     ///
     /// Example: epygibus man > ~/.local/share/man/man1/epygibus.1
     Man,
+    /// Serve a web GUI on this machine: browse, restore, back up, keep house.
+    ///
+    /// Prints the address to open (it holds a one-launch token that signs
+    /// the browser in) and opens the browser on it unless --no-browser.
+    /// Listens on 127.0.0.1 only, unless --listen names another address,
+    /// which needs --password-file. The pages' JSON API is described in
+    /// docs/gui-api.md. Ctrl-C stops it.
+    ///
+    /// Examples: epygibus gui; epygibus gui --port 8642 --no-browser;
+    /// epygibus gui --listen 0.0.0.0 --port 8642 --password-file ~/.config/epygibus-gui.pw
+    #[cfg(feature = "gui")]
+    Gui(gui::GuiArgs),
     /// Remove a repository lock that a crashed run or another machine left.
     ///
     /// Only do this when no other epygibus run uses the repository.
@@ -398,6 +412,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::History(a) => browse::history_cmd(&ctx, a),
         Command::Mount(a) => browse::mount(&ctx, a),
         Command::Import(a) => import::import(&ctx, a, &command_line),
+        #[cfg(feature = "gui")]
+        Command::Gui(a) => gui::gui(&ctx, a),
     }
 }
 
@@ -442,6 +458,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "unlock",
         ],
     ),
+    ("Web interface", &["gui"]),
     ("Shell integration", &["completions", "man", "help"]),
 ];
 
@@ -550,7 +567,9 @@ mod tests {
         }
         for name in grouped {
             assert!(
-                name == "help" || cmd.find_subcommand(name).is_some(),
+                name == "help"
+                    || (name == "gui" && cfg!(not(feature = "gui")))
+                    || cmd.find_subcommand(name).is_some(),
                 "{name} is grouped but not a command"
             );
         }

@@ -84,6 +84,53 @@ pub struct CheckReport {
     pub repaired: Vec<String>,
 }
 
+/// One line per finding, as `check` prints it (and the GUI shows it).
+impl std::fmt::Display for Finding {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let f = self;
+        let line = {
+            match f {
+                Finding::MissingContent { token, place } => {
+                    format!("content {token} is referenced but missing ({place})")
+                }
+                Finding::DamagedContent { token, place } => {
+                    format!("content file {place} does not match {token}")
+                }
+                Finding::DamagedPackEntry {
+                    token,
+                    place,
+                    reason,
+                } => format!("pack {place}: entry {token} is damaged ({reason})"),
+                Finding::DamagedPack { place, reason } => {
+                    format!("pack {place} is damaged: {reason}")
+                }
+                Finding::Misplaced { token, place } => {
+                    format!("content {token} is in pack {place}, which the index does not say")
+                }
+                Finding::CountTooLow {
+                    token,
+                    counted,
+                    found,
+                } => format!("count of {token} is {counted} but {found} snapshot entries use it"),
+                Finding::CountTooHigh {
+                    token,
+                    counted,
+                    found,
+                } => format!(
+                    "count of {token} is {counted} but {found} snapshot entries use it (space not reclaimed)"
+                ),
+                Finding::TempFile { place } => format!("temp file left over: {place}"),
+                Finding::Orphan { place } => format!("content file not in the index: {place}"),
+                Finding::OrphanPack { place } => format!("pack not in the index: {place}"),
+                Finding::Unreferenced { token } => {
+                    format!("content {token} is unreferenced (prune removes it)")
+                }
+            }
+        };
+        out.write_str(&line)
+    }
+}
+
 /// How thorough a check is and what it may change.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CheckOptions {

@@ -27,6 +27,7 @@ pub use batch::{BatchData, ReadBatch};
 pub use check::{CheckOptions, CheckReport, Finding, report_leftovers};
 pub use codec::{ContentReader, gzip_member};
 pub use compress::{CompressReport, PackReport};
+pub use layout::LOCK_FILE;
 pub use lock::{LockError, LockHolder, LockWait, RepoLock};
 pub use pack::{MAX_PACKED, PACK_DIR, PackName};
 pub use packer::Packer;

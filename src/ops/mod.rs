@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod attach;
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod copy;
 pub mod diff;
@@ -17,6 +18,7 @@ pub mod housekeeping;
 pub mod import;
 pub mod mount;
 pub mod original;
+pub mod overview;
 pub mod restore;
 pub mod schedule;
 pub mod source;

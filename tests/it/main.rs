@@ -14,6 +14,8 @@ mod concurrency;
 mod crash;
 mod damaged;
 mod forget_cli;
+#[cfg(feature = "gui")]
+mod gui;
 mod house;
 mod import;
 mod import_written;
