@@ -29,6 +29,10 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
     #[error("snapshot file {place} is corrupt: {reason}")]
     Corrupt { place: String, reason: String },
+    #[error(
+        "snapshot {0} stays compressed: the archive's repository is encrypted, and its snapshots are always compressed, then encrypted"
+    )]
+    SealedStaysCompressed(String),
 }
 
 type Result<T, E = SnapshotError> = std::result::Result<T, E>;
@@ -286,6 +290,9 @@ pub fn write_snapshot(
     snapshot: &Snapshot,
     compressed: bool,
 ) -> Result<SnapshotName> {
+    // An encrypted archive's snapshots are compressed before they are
+    // encrypted, whatever was asked.
+    let compressed = compressed || dir.is_sealed();
     let plain = encode(snapshot);
     let bytes = if compressed { gzip(&plain) } else { plain };
     let secs = match snapshot.header.time_ns {
@@ -309,14 +316,24 @@ pub fn write_snapshot(
     }
 }
 
+/// The name a snapshot of `name`'s second gets in `dir`: compressed in an
+/// encrypted archive's directory.
+pub fn name_in(dir: &dyn Store, name: &SnapshotName) -> SnapshotName {
+    SnapshotName {
+        compressed: name.compressed || dir.is_sealed(),
+        ..*name
+    }
+}
+
 /// Writes a snapshot durably under exactly `name` (a copy keeps its
-/// original's name); false, writing nothing, when a snapshot of that
-/// second exists in either form.
+/// original's name; see [`name_in`]); false, writing nothing, when a
+/// snapshot of that second exists in either form.
 pub fn write_snapshot_as(
     dir: &dyn Store,
     snapshot: &Snapshot,
     name: &SnapshotName,
 ) -> Result<bool> {
+    let name = &name_in(dir, name);
     if dir.stat(&name.other_form().file_name())?.is_some() {
         return Ok(false);
     }
@@ -328,6 +345,9 @@ pub fn write_snapshot_as(
 /// Rewrites a snapshot file in the other form (gzip or plain). The new file
 /// is durable before the old one is removed; readers accept either.
 pub fn convert_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<SnapshotName> {
+    if dir.is_sealed() && name.compressed {
+        return Err(SnapshotError::SealedStaysCompressed(name.stamp()));
+    }
     let plain = read_plain_bytes(dir, name)?;
     decode(&plain, &dir.place(&name.file_name()))?;
     let target = name.other_form();
