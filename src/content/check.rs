@@ -539,7 +539,7 @@ mod tests {
     fn repo_with(content: &[u8]) -> (tempfile::TempDir, Repository, ContentToken) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("r");
-        Repository::create_dir(&dir, true).unwrap();
+        Repository::create_dir(&dir, &crate::content::NewRepository::plain(true)).unwrap();
         let r = Repository::open_dir(
             &dir,
             Access::Locked {

@@ -457,6 +457,16 @@ pub fn repository_key(store: &SharedStore, keys: &Keyring) -> Result<Option<Arc<
     read_format_and_key(store, keys).map(|(_, key)| key)
 }
 
+impl NewRepository<'_> {
+    /// A repository that is not encrypted.
+    pub fn plain(compressed: bool) -> NewRepository<'static> {
+        NewRepository {
+            compressed,
+            sealed: None,
+        }
+    }
+}
+
 /// The `format` file and, for an encrypted repository, its key from `keys`.
 fn read_format_and_key(
     store: &SharedStore,

@@ -468,13 +468,26 @@ pub fn decode_item(
             let gz = key
                 .open(stored, "the entry")
                 .map_err(|e| damaged(&e.to_string()))?;
-            let mut out =
-                Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(MAX_PACKED as usize));
-            let mut gunzip =
-                io::Read::take(flate2::read::MultiGzDecoder::new(&gz[..]), MAX_PACKED + 1);
-            io::Read::read_to_end(&mut gunzip, &mut out)
-                .map_err(|e| damaged(&format!("its gzip data do not decode ({e})")))?;
-            if size != UNKNOWN_SIZE && out.len() as u64 != size {
+            // One gzip member (packed items are small), decoded by
+            // libdeflate, which checks its CRC: the size is the index's,
+            // or the member's own trailer when the index has none.
+            let len = match size {
+                UNKNOWN_SIZE => gz
+                    .len()
+                    .checked_sub(4)
+                    .map(|at| u32::from_le_bytes(gz[at..].try_into().expect("4 bytes")) as u64)
+                    .ok_or_else(|| damaged("its gzip data are truncated"))?,
+                known => known,
+            };
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n as u64 <= MAX_PACKED && n / 1032 <= gz.len())
+                .ok_or_else(|| damaged("its recorded size is impossible"))?;
+            let mut out = vec![0u8; len];
+            let n = DECOMPRESSOR
+                .with(|d| d.borrow_mut().gzip_decompress(&gz, &mut out))
+                .map_err(|e| damaged(&format!("its gzip data do not decode ({e:?})")))?;
+            if n != len {
                 return Err(damaged("its length differs from the index"));
             }
             Ok(out)
@@ -599,6 +612,64 @@ mod tests {
                 (*token, *form, *offset, *len, data.len() as u64)
             );
             assert_eq!(entry.crc, libdeflater::crc32(data));
+        }
+    }
+
+    #[test]
+    fn sealed_entries_are_stored_age_files_named_as_such() {
+        let store = MemoryStore::named("p");
+        let key = RepoKey::generate();
+        let tokens = TokenHasher::Keyed(key.token_key());
+        let name = PackName::new_unique();
+        let mut w = PackWriter::create(&store, name.clone()).unwrap();
+        let mut placed = Vec::new();
+        for data in items() {
+            let token = tokens.of(&data);
+            let item = EncodedItem::encode(&data, StoredForm::Sealed, Some(&key));
+            assert_eq!(item.form, StoredForm::Sealed);
+            assert!(item.bytes.starts_with(b"age-encryption.org/v1"));
+            let offset = w.append(&token, &item).unwrap();
+            placed.push((token, data, offset, item.bytes.len() as u64));
+        }
+        let (_, size) = w.finish().unwrap();
+        let bytes = store.read(&name.object_name()).unwrap();
+        let toc = table_of_contents(&bytes).unwrap();
+        let remote = remote_table(&store, &name, size).unwrap();
+        for ((entry, far), (token, data, offset, len)) in toc.iter().zip(&remote).zip(&placed) {
+            assert_eq!(
+                (entry.token, entry.form, entry.offset, entry.stored_size),
+                (*token, StoredForm::Sealed, *offset, *len)
+            );
+            assert_eq!(
+                (far.token, far.form, far.size),
+                (*token, StoredForm::Sealed, UNKNOWN_SIZE)
+            );
+            let stored = &bytes[*offset as usize..(*offset + *len) as usize];
+            for size in [data.len() as u64, UNKNOWN_SIZE] {
+                assert_eq!(
+                    &decode_item(stored, StoredForm::Sealed, size, Some(&key)).unwrap(),
+                    data
+                );
+            }
+            assert!(
+                decode_item(
+                    stored,
+                    StoredForm::Sealed,
+                    data.len() as u64 + 1,
+                    Some(&key)
+                )
+                .is_err()
+            );
+            assert!(
+                decode_item(
+                    stored,
+                    StoredForm::Sealed,
+                    UNKNOWN_SIZE,
+                    Some(&RepoKey::generate())
+                )
+                .is_err()
+            );
+            assert!(decode_item(stored, StoredForm::Sealed, UNKNOWN_SIZE, None).is_err());
         }
     }
 

@@ -419,7 +419,7 @@ mod tests {
         bytes[mid] ^= 0xff;
         bytes[mid + 1] ^= 0xff;
         let _ = store.put_new("obj", &bytes).unwrap();
-        let mut r = RangedContent::new(store, "obj".into(), StoredForm::Gzip);
+        let mut r = RangedContent::new(store, "obj".into(), StoredForm::Gzip, None);
         let mut buf = vec![0; 2 * CHUNK];
         assert!(r.read_at(0, &mut buf).is_err());
     }

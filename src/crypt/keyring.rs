@@ -33,11 +33,11 @@ pub type Passphrase = SecretString;
 /// The keys this process may use, and those it has found.
 #[derive(Clone, Default)]
 pub struct Keyring {
-    identity_file: Option<PathBuf>,
-    local_dir: Option<PathBuf>,
-    passphrase: Option<SecretString>,
-    prompt: Option<PassphrasePrompt>,
-    found: Arc<Mutex<HashMap<String, Arc<RepoKey>>>>,
+    pub(super) identity_file: Option<PathBuf>,
+    pub(super) local_dir: Option<PathBuf>,
+    pub(super) passphrase: Option<SecretString>,
+    pub(super) prompt: Option<PassphrasePrompt>,
+    pub(super) found: Arc<Mutex<HashMap<String, Arc<RepoKey>>>>,
 }
 
 /// Name of the directory of the configuration holding this machine's copies

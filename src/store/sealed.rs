@@ -202,9 +202,35 @@ mod tests {
 
     #[test]
     fn sealed_store_passes_the_conformance_suite_and_hides_plaintext() {
+        use crate::store::conformance as c;
         let inner: SharedStore = Arc::new(MemoryStore::named("s"));
         let store = SealedStore::new(inner.clone(), Arc::new(RepoKey::generate()));
-        crate::store::conformance::run_all(&store);
+        // All of it but the checks of listed and stat sizes: a sealed
+        // store reports the sizes of the encrypted objects.
+        c::create_only_never_replaces(&store);
+        c::streamed_write_appears_only_on_commit(&store);
+        c::range_reads(&store);
+        c::rename_new_never_replaces(&store);
+        c::missing_objects_are_not_found(&store);
+        c::barrier_and_leftovers(&store);
+        for name in ["ls/a/1", "ls/ab", "lsx"] {
+            let _ = store.put_new(name, name.as_bytes()).unwrap();
+        }
+        let mut names: Vec<String> = store
+            .list("ls/")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ls/a/1", "ls/ab"]);
+        let _ = inner.put_new("ls/plain", b"not sealed").unwrap();
+        assert_eq!(
+            store.list("ls/").unwrap().len(),
+            2,
+            "plain objects are not listed"
+        );
+        assert!(store.stat("lsx").unwrap().is_some());
         let _ = store
             .put_new("2024-01-01-00-00-00.gz", b"secret marker")
             .unwrap();
