@@ -9,7 +9,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::world::crypt::{new_identity, plaintext_finds};
+use crate::world::crypt::{finds_in, new_identity, plaintext_finds};
+use crate::world::lib_api::At;
+use crate::world::s3::S3Server;
+use crate::world::tree::listing;
 use crate::world::tree::{assert_same_tree, fs_state};
 use crate::world::{World, noise, settle, text};
 
@@ -579,4 +582,102 @@ fn a_snapshot_directory_alone_restores_with_the_identity() {
         out_dir(&w)
     ]);
     assert_same_tree(&w.src(), &w.out().join("src"), false, "rescued");
+}
+
+#[test]
+fn the_whole_flow_works_encrypted_in_a_bucket() {
+    let w = World::new();
+    let Some(s3) = S3Server::up(
+        "the_whole_flow_works_encrypted_in_a_bucket",
+        &w.path("s3-rig"),
+    ) else {
+        return;
+    };
+    let m = crate::s3::s3_machine(&w, &s3.vars);
+    let loc = format!("--location={}", s3.url("sealed"));
+    let (id, public) = new_identity(w.root(), "me.txt");
+    m.ok(&args![
+        "new_repo",
+        &loc,
+        "--encrypt",
+        "--recipient",
+        public,
+        "home"
+    ]);
+    let src = w.src();
+    crate::s3::make_tree(&src, 1);
+    marked_tree(&w);
+    settle();
+    let first = listing(&src);
+    m.ok(&args!["new", "-A", "docs", "-I", &src, "-R", "home", &loc]);
+    m.ok(&args!["bu", "-A", "docs"]);
+    crate::s3::extract_exact(&m, &w, "docs", &src, 0, &first);
+    fs::write(
+        src.join("docs/a.txt"),
+        [CONTENT_MARKER, b" changed"].concat(),
+    )
+    .unwrap();
+    settle();
+    let second = listing(&src);
+    m.ok(&args!["bu", "-A", "docs"]);
+    crate::s3::extract_exact(&m, &w, "docs", &src, 1, &first);
+    crate::s3::extract_exact(&m, &w, "docs", &src, 0, &second);
+    // Every object of the prefix, as any S3 client fetches it.
+    let bucket = At {
+        location: &s3.url("sealed"),
+        vars: &s3.vars,
+    };
+    let names = bucket.objects("");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with(".gz.age") && n.contains("/snapshots/")),
+        "{names:#?}"
+    );
+    assert!(names.iter().any(|n| n.contains("/packs/")), "{names:#?}");
+    let mut finds = Vec::new();
+    for name in &names {
+        finds.extend(finds_in(
+            name,
+            &bucket.object(name),
+            &[CONTENT_MARKER, NAME_MARKER.as_bytes()],
+        ));
+    }
+    assert!(finds.is_empty(), "plaintext in the bucket: {finds:#?}");
+    // del, prune, check with the key; and without this machine's key copy,
+    // the user's identity.
+    m.ok(&["del", "-A", "docs"]);
+    let out = m.ok(&["prune", "-R", "home"]);
+    assert!(out.contains("Removed "), "{out}");
+    m.run(&["check", "-R", "home", "--read-data"]).code(0);
+    for f in local_key_files(&w) {
+        fs::remove_file(f).unwrap();
+    }
+    m.fail(&["lss", "-A", "docs"]);
+    m.ok(&args![
+        "--identity",
+        &id,
+        "check",
+        "-A",
+        "docs",
+        "--read-data"
+    ]);
+    let into = w.path("again");
+    fs::create_dir(&into).unwrap();
+    m.ok(&args![
+        "--identity",
+        &id,
+        "extract",
+        "-A",
+        "docs",
+        "--dir",
+        &src,
+        "--into_dir",
+        &into
+    ]);
+    crate::world::tree::assert_same_listing(
+        &second,
+        &listing(&into.join("src")),
+        "extract with the identity",
+    );
 }

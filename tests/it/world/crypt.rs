@@ -81,18 +81,31 @@ pub fn plaintext_finds(root: &Path, needles: &[&[u8]]) -> (Vec<String>, usize) {
                 continue;
             }
             files += 1;
-            let bytes = fs::read(&path).unwrap();
-            let mut layers = vec![bytes.clone()];
-            layers.extend(decompressed(&bytes));
-            for (i, layer) in layers.iter().enumerate() {
-                for n in needles {
-                    if has(layer, n) {
-                        let how = if i == 0 { "" } else { " (decompressed)" };
-                        finds.push(format!("{} in {rel}{how}", String::from_utf8_lossy(n)));
-                    }
-                }
-            }
+            finds.extend(finds_in(&rel, &fs::read(&path).unwrap(), needles));
         }
     }
     (finds, files)
+}
+
+/// Where any of `needles` appears in the object `name` (its name, its
+/// bytes, what they decompress to).
+pub fn finds_in(name: &str, bytes: &[u8], needles: &[&[u8]]) -> Vec<String> {
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let mut finds = Vec::new();
+    let mut layers = vec![bytes.to_vec()];
+    layers.extend(decompressed(bytes));
+    for n in needles {
+        if has(name.as_bytes(), n) {
+            finds.push(format!("{} in the name {name}", String::from_utf8_lossy(n)));
+        }
+    }
+    for (i, layer) in layers.iter().enumerate() {
+        for n in needles {
+            if has(layer, n) {
+                let how = if i == 0 { "" } else { " (decompressed)" };
+                finds.push(format!("{} in {name}{how}", String::from_utf8_lossy(n)));
+            }
+        }
+    }
+    finds
 }
