@@ -681,3 +681,38 @@ fn the_whole_flow_works_encrypted_in_a_bucket() {
         "extract with the identity",
     );
 }
+
+#[test]
+fn another_machine_attaches_an_encrypted_location_with_the_identity() {
+    let w = World::new();
+    marked_tree(&w);
+    let mine = encrypted_setup(&w);
+    w.ok(&args!["bu", "-A", "a"]);
+    let m = w.machine("other");
+    m.run(&args!["--identity", &mine, "attach", w.loc_arg()])
+        .code(0);
+    let lss = m.ok(&args!["--identity", &mine, "lss", "-A", "a"]);
+    assert_eq!(lss.lines().count(), 1, "{lss}");
+    let into = w.path("other-out");
+    fs::create_dir(&into).unwrap();
+    m.ok(&args![
+        "--identity",
+        &mine,
+        "extract",
+        "-A",
+        "a",
+        "--dir",
+        w.src(),
+        "--into_dir",
+        &into
+    ]);
+    assert_same_tree(
+        &w.src(),
+        &into.join("src"),
+        false,
+        "extracted on the other machine",
+    );
+    // Without the identity, that machine reads nothing.
+    let err = m.fail(&args!["lss", "-A", "a"]);
+    assert!(err.contains("--identity"), "{err}");
+}
