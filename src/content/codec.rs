@@ -275,7 +275,7 @@ pub fn write_stream<'s>(
         let worth = compress
             && !batch.is_empty()
             && worth_compressing(batch_len(&batch), batch_len(&encoded));
-        let chosen = *form.get_or_insert_with(|| match (sealed, worth) {
+        let chosen = *form.get_or_insert(match (sealed, worth) {
             (true, _) => StoredForm::Sealed,
             (false, true) => StoredForm::Gzip,
             (false, false) => StoredForm::Plain,
