@@ -22,12 +22,60 @@ case "$WHICH" in
   small|full) CLASSES=$WHICH ;;
   both) CLASSES="small full" ;;
   smb) CLASSES=small ;;
-  s3) (cd "$ROOT" && cargo build --release --quiet)
+  s3) # The share after one first backup of CORPUS by restic and epygibus: files and bytes (du -sb) of each
+# repository on the SMB rig.
+share_after_first_backup() {
+  local corpus=$1 w=$2 mnt
+  mkdir -p "$w"; mnt=$w/share; mkdir -p "$mnt"
+  "$SHARED/rigs/smb.sh" up "$mnt" >/dev/null || { echo "(the SMB rig did not start: no share sizes)"; return; }
+  (
+    export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$w/restic-cache EPYGIBUS_CONFIG_DIR=$w/epy-config EPYGIBUS_DATA_DIR=$w/epy-data
+    restic init --repo "$mnt/restic" >/dev/null 2>&1 && restic --repo "$mnt/restic" backup "$corpus" >/dev/null 2>&1
+    mkdir -p "$mnt/epygibus"
+    "$EPYGIBUS_BIN" new_repo --location="$mnt/epygibus" R >/dev/null &&
+      "$EPYGIBUS_BIN" new --location="$mnt/epygibus" -I "$corpus" -R R -A A --keep_broken_soft_links >/dev/null &&
+      "$EPYGIBUS_BIN" bu -A A >/dev/null
+    echo "The share after one first backup ($(find "$corpus" -type f | wc -l) files in the corpus):"
+    echo
+    echo "| tool | files | directories | bytes (du -sb) |"
+    echo "|---|---|---|---|"
+    for t in restic epygibus; do
+      echo "| $t | $(find "$mnt/$t" -type f | wc -l) | $(find "$mnt/$t" -type d | wc -l) | $(du -sb "$mnt/$t" | cut -f1) |"
+    done
+  )
+  "$SHARED/rigs/smb.sh" down "$mnt" >/dev/null 2>&1
+}
+
+(cd "$ROOT" && cargo build --release --quiet)
       mkdir -p "$WORKROOT"
       [ -d "$WORKROOT/corpus-small" ] || "$SHARED/bench/make-corpus.sh" "$WORKROOT/corpus-small" small >&2
       exec "$HERE/s3.sh" "$WORKROOT/corpus-small" "$WORKROOT/work-s3" ;;
   *) echo "usage: bench/run.sh [small|full|both|smb|s3] [WORKROOT]" >&2; exit 2 ;;
 esac
+
+# The share after one first backup of CORPUS by restic and epygibus: files and bytes (du -sb) of each
+# repository on the SMB rig.
+share_after_first_backup() {
+  local corpus=$1 w=$2 mnt
+  mkdir -p "$w"; mnt=$w/share; mkdir -p "$mnt"
+  "$SHARED/rigs/smb.sh" up "$mnt" >/dev/null || { echo "(the SMB rig did not start: no share sizes)"; return; }
+  (
+    export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$w/restic-cache EPYGIBUS_CONFIG_DIR=$w/epy-config EPYGIBUS_DATA_DIR=$w/epy-data
+    restic init --repo "$mnt/restic" >/dev/null 2>&1 && restic --repo "$mnt/restic" backup "$corpus" >/dev/null 2>&1
+    mkdir -p "$mnt/epygibus"
+    "$EPYGIBUS_BIN" new_repo --location="$mnt/epygibus" R >/dev/null &&
+      "$EPYGIBUS_BIN" new --location="$mnt/epygibus" -I "$corpus" -R R -A A --keep_broken_soft_links >/dev/null &&
+      "$EPYGIBUS_BIN" bu -A A >/dev/null
+    echo "The share after one first backup ($(find "$corpus" -type f | wc -l) files in the corpus):"
+    echo
+    echo "| tool | files | directories | bytes (du -sb) |"
+    echo "|---|---|---|---|"
+    for t in restic epygibus; do
+      echo "| $t | $(find "$mnt/$t" -type f | wc -l) | $(find "$mnt/$t" -type d | wc -l) | $(du -sb "$mnt/$t" | cut -f1) |"
+    done
+  )
+  "$SHARED/rigs/smb.sh" down "$mnt" >/dev/null 2>&1
+}
 
 (cd "$ROOT" && cargo build --release --quiet)
 export EPYGIBUS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/epygibus"
@@ -46,6 +94,8 @@ for class in $CLASSES; do
     echo
     # The share is gone with the rig; the first backup's repository files were counted by the script.
     [ -f "$work/smb-files.tsv" ] && { echo "Files in each tool's repository on the share (per run):"; sed 's/^/    /' "$work/smb-files.tsv"; }
+    echo
+    share_after_first_backup "$corpus" "$work/share-size"
   else
     # shellcheck disable=SC2086
     "$SHARED/bench/compare.sh" ${COMPARE_FLAGS:-} --tools "${TOOLS:-restic borg epygibus-new}" "$corpus" "$work"
