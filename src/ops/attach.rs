@@ -984,7 +984,7 @@ fn apply(
     for (i, (a, plan)) in survey.archives.iter().zip(plans).enumerate() {
         if matches!(plan, ArchivePlan::New { .. } | ArchivePlan::Upgrade { .. }) {
             let repo_dir = a.repo_dir.as_ref().expect("planned with a repository");
-            registered_now[i] = ensure_registered(repo_dir, a)?;
+            registered_now[i] = ensure_registered(ctx, repo_dir, a)?;
         }
     }
     // An adopted archive's owner is this machine from now on; one of this
@@ -1018,7 +1018,7 @@ fn apply(
 
 /// Registers the archive's snapshot directory in its repository unless
 /// some registration names it already; returns whether it wrote one.
-fn ensure_registered(repo_dir: &Path, a: &FoundArchive) -> Result<bool> {
+fn ensure_registered(ctx: &Context, repo_dir: &Path, a: &FoundArchive) -> Result<bool> {
     let store = dir_store(repo_dir);
     for reg in registrations_in(store.as_ref())?.into_iter().flatten() {
         let relative = reg.relative.as_ref().map(|r| repo_dir.join(r));
@@ -1030,7 +1030,7 @@ fn ensure_registered(repo_dir: &Path, a: &FoundArchive) -> Result<bool> {
             return Ok(false);
         }
     }
-    let repo = Repository::open(store, Access::ReadOnly)?;
+    let repo = Repository::open_with(store, Access::ReadOnly, &ctx.keys)?;
     let relative = fsio::relative_path(repo_dir, &a.dir);
     repo.register_user(
         &format!("{}--{}--{}", a.host, a.user, a.name),

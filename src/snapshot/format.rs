@@ -231,7 +231,15 @@ pub fn read_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<Snapshot> {
 /// The uncompressed bytes of a snapshot file.
 pub fn read_plain_bytes(dir: &dyn Store, name: &SnapshotName) -> Result<Vec<u8>> {
     let file = name.file_name();
-    let raw = dir.read(&file)?;
+    let raw = match dir.read(&file) {
+        Ok(raw) => raw,
+        // A sealed file that does not decrypt is damaged (check --repair
+        // sets it aside), not a disk that cannot be read.
+        Err(e) if dir.is_sealed() && e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(corrupt(&dir.place(&file), e.source));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !name.compressed {
         return Ok(raw);
     }

@@ -716,3 +716,40 @@ fn another_machine_attaches_an_encrypted_location_with_the_identity() {
     let err = m.fail(&args!["lss", "-A", "a"]);
     assert!(err.contains("--identity"), "{err}");
 }
+
+#[test]
+fn a_damaged_encrypted_snapshot_is_set_aside() {
+    let w = World::new();
+    marked_tree(&w);
+    for i in 0..300 {
+        fs::write(w.src().join(format!("f{i:03}")), text(100, i)).unwrap();
+    }
+    encrypted_setup(&w);
+    w.ok(&args!["bu", "-A", "a"]);
+    let dir = w.snapshot_dir("a");
+    let sealed: Vec<PathBuf> = walk(&dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".gz.age"))
+        .collect();
+    assert_eq!(sealed.len(), 1, "{sealed:?}");
+    let bytes = fs::read(&sealed[0]).unwrap();
+    fs::write(&sealed[0], &bytes[..bytes.len() - 40]).unwrap();
+    let err = w.fail(&args!["prune", "-R", "r"]);
+    assert!(err.contains("--repair") && err.contains(".gz.age"), "{err}");
+    let repair = w.run(&args!["check", "-A", "a", "--repair"]);
+    assert!(
+        matches!(repair.code, Some(0) | Some(4)),
+        "{}",
+        repair.describe()
+    );
+    let names: Vec<String> = walk(&dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".gz.damaged.age")),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| n.ends_with(".age")), "{names:?}");
+    w.ok(&args!["prune", "-R", "r"]);
+}
