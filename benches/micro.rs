@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use epygibus::config::ArchiveSpec;
-use epygibus::content::{Access, ContentToken, LockWait, Repository, gzip_member};
+use epygibus::content::{Access, ContentToken, LockWait, NewRepository, Repository, gzip_member};
 use epygibus::progress::NoProgress;
 use epygibus::snapshot::format::{self, Header, Snapshot};
 use epygibus::snapshot::model::{Attrs, DirNode, FileName, FileNode, Node};
@@ -155,7 +155,7 @@ fn bench_change_detection(n: usize) {
         fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
     }
     let repo_dir = tmp.path().join("repo");
-    Repository::create_dir(&repo_dir, true).unwrap();
+    Repository::create_dir(&repo_dir, &NewRepository::plain(true)).unwrap();
     let snap_dir = tmp.path().join("snaps");
     fs::create_dir(&snap_dir).unwrap();
     let spec = ArchiveSpec {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod content;
+pub mod crypt;
 pub mod fsio;
 #[cfg(feature = "gui")]
 pub mod gui;

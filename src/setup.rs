@@ -7,7 +7,8 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::{ArchiveSpec, Config, ConfigError, Name, RepoSpec};
-use crate::content::{Access, ContentError, Repository};
+use crate::content::{Access, ContentError, NewRepository, Repository};
+use crate::crypt::{CryptError, KeyProtection, Keyring, RepoKey};
 use crate::fsio;
 use crate::snapshot::exclude::{BadGlob, Excludes};
 use crate::snapshot::forget::{Policy, PolicyError};
@@ -82,6 +83,8 @@ pub enum SetupError {
     },
     #[error("could not create {path}: {err}")]
     Io { path: PathBuf, err: io::Error },
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
 }
 
 type Result<T, E = SetupError> = std::result::Result<T, E>;
@@ -116,8 +119,10 @@ pub fn host() -> Result<Name> {
 }
 
 /// How `new_repo` creates a repository.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Default)]
 pub struct RepoOptions {
+    /// Encrypt everything, the repository key protected so.
+    pub encrypt: Option<KeyProtection>,
     /// Store new content gzip-compressed.
     pub compressed: bool,
     /// Create a repository in a bucket whose server ignores
@@ -131,12 +136,23 @@ pub struct NewRepo {
     pub spec: RepoSpec,
     /// The server does not honour conditional writes (accepted).
     pub weak_lock: bool,
+    /// An encrypted repository: its public key, where its key is in the
+    /// repository and where this machine keeps a copy.
+    pub encrypted: Option<NewKey>,
+}
+
+/// Where the key of a new encrypted repository is.
+pub struct NewKey {
+    pub recipient: String,
+    pub in_repository: String,
+    pub on_this_machine: PathBuf,
 }
 
 /// Creates repository `name` in `<location>/epygibus.d/repos/<user>/`
 /// (a directory, or a prefix of an S3 bucket) and records its spec.
 pub fn create_repository(
     config: &Config,
+    keys: &Keyring,
     name: &Name,
     location: &Location,
     opts: RepoOptions,
@@ -149,16 +165,43 @@ pub fn create_repository(
         }
         .into());
     }
-    match location {
-        Location::Dir(dir) => Ok(NewRepo {
-            spec: create_repository_dir(config, name, dir, opts.compressed)?,
+    let key = opts.encrypt.as_ref().map(|_| RepoKey::generate());
+    let settings = NewRepository {
+        compressed: opts.compressed || key.is_some(),
+        sealed: match (&key, &opts.encrypt) {
+            (Some(k), Some(protection)) => {
+                Some((k, crate::crypt::wrap_key(k, name.as_str(), protection)?))
+            }
+            _ => None,
+        },
+    };
+    let mut made = match location {
+        Location::Dir(dir) => NewRepo {
+            spec: create_repository_dir(config, name, dir, &settings)?,
             weak_lock: false,
-        }),
-        Location::S3(at) => create_repository_s3(config, name, at, opts),
-        Location::Memory(_) => Err(SetupError::NotADirectory(PathBuf::from(
-            location.to_string(),
-        ))),
+            encrypted: None,
+        },
+        Location::S3(at) => {
+            create_repository_s3(config, name, at, &settings, opts.accept_weak_lock)?
+        }
+        Location::Memory(_) => {
+            return Err(SetupError::NotADirectory(PathBuf::from(
+                location.to_string(),
+            )));
+        }
+    };
+    if let Some(key) = key {
+        // Unattended backups on this machine need the key (see
+        // `crypt/keyring.rs`); the user is told where it is.
+        let on_this_machine = keys.save_local(name.as_str(), &key)?;
+        made.encrypted = Some(NewKey {
+            recipient: key.recipient(),
+            in_repository: crate::store::open(&made.spec.location).place(crate::content::KEY_FILE),
+            on_this_machine,
+        });
+        keys.remember(std::sync::Arc::new(key));
     }
+    Ok(made)
 }
 
 /// A repository in a bucket: the server must refuse to overwrite (probed
@@ -169,7 +212,8 @@ fn create_repository_s3(
     config: &Config,
     name: &Name,
     at: &S3Location,
-    opts: RepoOptions,
+    settings: &NewRepository,
+    accept_weak_lock: bool,
 ) -> Result<NewRepo> {
     let root = at.join(&format!("epygibus.d/repos/{}/{name}", user()?));
     let store = S3Store::new(&root);
@@ -181,7 +225,7 @@ fn create_repository_s3(
         });
     }
     let honoured = store.conditional_writes_honoured()?;
-    if !honoured && !opts.accept_weak_lock {
+    if !honoured && !accept_weak_lock {
         return Err(SetupError::NoConditionalWrites {
             location: at.to_string(),
         });
@@ -190,7 +234,7 @@ fn create_repository_s3(
         name: name.clone(),
         location: Location::S3(root),
     };
-    let made = Repository::create(&store, opts.compressed)
+    let made = Repository::create(&store, settings)
         .map_err(SetupError::from)
         .and_then(|()| Ok(config.add_repo(&spec)?));
     if let Err(e) = made {
@@ -202,6 +246,7 @@ fn create_repository_s3(
     Ok(NewRepo {
         spec,
         weak_lock: !honoured,
+        encrypted: None,
     })
 }
 
@@ -209,7 +254,7 @@ fn create_repository_dir(
     config: &Config,
     name: &Name,
     location: &Path,
-    compressed: bool,
+    settings: &NewRepository,
 ) -> Result<RepoSpec> {
     let parent = data_root(location)?.join("repos").join(user()?.as_str());
     let created = fsio::create_dir_chain(&parent).map_err(|err| SetupError::Io {
@@ -221,7 +266,7 @@ fn create_repository_dir(
         name: name.clone(),
         location: Location::Dir(dir.clone()),
     };
-    let result = Repository::create_dir(&dir, compressed)
+    let result = Repository::create_dir(&dir, settings)
         .map_err(|e| match e {
             ContentError::AlreadyExists(dir) => SetupError::RepoDirTaken {
                 dir: dir.display().to_string(),
@@ -281,10 +326,10 @@ pub fn default_repository(config: &Config) -> Result<(RepoSpec, bool)> {
     let location = Location::Dir(default_location()?);
     let opts = RepoOptions {
         compressed: true,
-        accept_weak_lock: false,
+        ..RepoOptions::default()
     };
     Ok((
-        create_repository(config, &name, &location, opts)?.spec,
+        create_repository(config, &Keyring::none(), &name, &location, opts)?.spec,
         true,
     ))
 }
@@ -314,6 +359,8 @@ pub struct NewArchive {
     pub compare_inodes: bool,
     /// Retention rules to store in the spec.
     pub policy: Option<Policy>,
+    /// Where the key of an encrypted repository comes from.
+    pub keys: Keyring,
 }
 
 /// Creates the archive's snapshot directory, records its spec and registers
@@ -350,7 +397,11 @@ fn create(config: &Config, new: NewArchive, includes: Vec<PathBuf>) -> Result<Ar
         Some(p) => p.to_fields(),
         None => Default::default(),
     };
-    let repo = Repository::open(crate::store::open(&new.repo.location), Access::ReadOnly)?;
+    let repo = Repository::open_with(
+        crate::store::open(&new.repo.location),
+        Access::ReadOnly,
+        &new.keys,
+    )?;
     let (host, user) = (host()?, user()?);
     let (snapshot_dir, created) = new_snapshot_dir(&new.location, &host, &user, &new.name)?;
     let spec = ArchiveSpec {
@@ -365,7 +416,7 @@ fn create(config: &Config, new: NewArchive, includes: Vec<PathBuf>) -> Result<Ar
         compare_inodes: new.compare_inodes,
     };
     let id = format!("{host}--{user}--{}", spec.name);
-    let snapshots = crate::store::open(&snapshot_dir);
+    let snapshots = crate::store::sealed::seal_if(crate::store::open(&snapshot_dir), repo.key());
     let undo_config = |e: SetupError| {
         let _ = config.remove_archive(&spec.name);
         e

@@ -130,6 +130,7 @@ pub fn new(ctx: &Context, args: NewArgs) -> anyhow::Result<u8> {
             keep_broken_soft_links: args.keep_broken,
             compare_inodes: args.compare_inodes,
             policy: args.rules.policy(),
+            keys: ctx.keys.clone(),
         },
     )?;
     outln!(

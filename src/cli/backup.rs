@@ -238,7 +238,7 @@ pub fn lss(ctx: &Context, args: LssArgs) -> anyhow::Result<u8> {
         names.reverse();
     }
     let repo = if args.storage_stats {
-        Some(source.open_repo_read_only()?)
+        Some(source.open_repo_read_only(ctx)?)
     } else {
         None
     };

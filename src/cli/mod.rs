@@ -76,6 +76,14 @@ pub struct Cli {
     )]
     lock_wait: u64,
 
+    /// Age identity file opening encrypted repositories: the repository
+    /// key itself, or your own identity, to which its `key.age` is
+    /// encrypted (default: $EPYGIBUS_IDENTITY, then the copies of
+    /// repository keys this machine keeps; a passphrase repository asks for
+    /// its passphrase, or takes $EPYGIBUS_PASSPHRASE).
+    #[arg(long, global = true, value_name = "FILE")]
+    identity: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -360,13 +368,35 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Asks for a passphrase on the terminal without echoing it; None when
+/// there is no terminal to ask on.
+fn ask_passphrase(prompt: &str) -> std::io::Result<Option<crate::crypt::Passphrase>> {
+    match rpassword::prompt_password(prompt) {
+        Ok(p) => Ok(Some(p.into())),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENXIO) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    let config = Config::from_env()?;
+    let keys = crate::crypt::Keyring::from_env(
+        cli.identity.clone(),
+        config.root(),
+        Some(std::sync::Arc::new(ask_passphrase)),
+    );
     let ctx = Context {
-        config: Config::from_env()?,
+        config,
         lock: crate::ops::LockSettings {
             timeout: Duration::from_secs(cli.lock_wait),
             on_wait: Some(std::sync::Arc::new(tell_lock_wait)),
         },
+        keys,
     };
     let command_line = command_line();
     match cli.command {

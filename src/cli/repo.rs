@@ -9,6 +9,7 @@ use super::output::{Table, print_json, size};
 use super::{Context, EXIT_OK};
 use crate::config::Name;
 use crate::content::StoredForm;
+use crate::crypt::KeyProtection;
 use crate::ops::housekeeping::{self, PruneOptions, PruneOutcome};
 use crate::setup;
 use crate::store::Location;
@@ -30,6 +31,33 @@ pub struct NewRepoArgs {
     /// should write to it.
     #[arg(long = "accept-weak-lock", alias = "accept_weak_lock")]
     accept_weak_lock: bool,
+    /// Encrypt every content item and every snapshot file of its archives
+    /// (age format, after gzip), to --recipient, --recipients-file or
+    /// --passphrase; file names then reveal nothing about content.
+    #[arg(long, requires = "to_whom")]
+    encrypt: bool,
+    /// An age X25519 public key (age1…) that may open the repository
+    /// (repeatable), e.g. the output of `age-keygen -y key.txt`.
+    #[arg(
+        long,
+        value_name = "AGE_PUBLIC_KEY",
+        requires = "encrypt",
+        group = "to_whom"
+    )]
+    recipient: Vec<String>,
+    /// A file of age X25519 public keys, one per line (`#` comments).
+    #[arg(
+        long = "recipients-file",
+        alias = "recipients_file",
+        value_name = "FILE",
+        requires = "encrypt",
+        group = "to_whom"
+    )]
+    recipients_file: Option<std::path::PathBuf>,
+    /// Protect the repository key with a passphrase (asked twice on the
+    /// terminal, or $EPYGIBUS_PASSPHRASE).
+    #[arg(long, requires = "encrypt", group = "to_whom", conflicts_with_all = ["recipient", "recipients_file"])]
+    passphrase: bool,
     /// Name of the new repository (letters, digits, `.`, `_`, `-`).
     #[arg(value_name = "NAME")]
     name: String,
@@ -101,22 +129,68 @@ pub struct CompressArgs {
     quiet: bool,
 }
 
+/// How the key of a new encrypted repository is protected, from the
+/// command line.
+fn key_protection(ctx: &Context, args: &NewRepoArgs) -> anyhow::Result<Option<KeyProtection>> {
+    if !args.encrypt {
+        return Ok(None);
+    }
+    if args.uncompressed {
+        anyhow::bail!(
+            "-U and --encrypt do not go together: an encrypted repository always compresses content (gzip) before encrypting it, so that `age -d … | zcat` reads every file"
+        );
+    }
+    if args.passphrase {
+        let Some(p) = ctx.keys.new_passphrase()? else {
+            anyhow::bail!(
+                "--passphrase needs a passphrase: run on a terminal to be asked for it, or set EPYGIBUS_PASSPHRASE; nothing was created"
+            );
+        };
+        return Ok(Some(KeyProtection::Passphrase(p)));
+    }
+    let mut recipients = crate::crypt::parse_recipients(&args.recipient)?;
+    if let Some(file) = &args.recipients_file {
+        recipients.extend(crate::crypt::read_recipients_file(file)?);
+    }
+    Ok(Some(KeyProtection::Recipients(recipients)))
+}
+
 pub fn new_repo(ctx: &Context, args: NewRepoArgs) -> anyhow::Result<u8> {
     let name: Name = args.name.parse()?;
     let opts = setup::RepoOptions {
+        encrypt: key_protection(ctx, &args)?,
         compressed: !args.uncompressed,
         accept_weak_lock: args.accept_weak_lock,
     };
-    let made = setup::create_repository(&ctx.config, &name, &args.location, opts)?;
-    let mode = if args.uncompressed {
-        "uncompressed"
-    } else {
-        "gzip-compressed"
+    let made = setup::create_repository(&ctx.config, &ctx.keys, &name, &args.location, opts)?;
+    let mode = match (&made.encrypted, args.uncompressed) {
+        (Some(_), _) => "encrypted with age, after gzip",
+        (None, true) => "uncompressed",
+        (None, false) => "gzip-compressed",
     };
     outln!(
         "Created repository `{name}` at {} ({mode}).",
         made.spec.location
     );
+    if let Some(key) = &made.encrypted {
+        let protected = if args.passphrase {
+            "your passphrase".to_owned()
+        } else {
+            "the identity (secret key) of a recipient you gave".to_owned()
+        };
+        outln!(
+            "\nIMPORTANT: back up the key now. Everything in this repository and in its archives' snapshot\n\
+             directories is encrypted to the repository key (public key {}). It is kept:\n\
+             \x20 - in the repository, {}, which only {protected} opens;\n\
+             \x20 - on this machine, unencrypted, so that backups run unattended: {}\n\
+             Without {protected} or that file, nothing here can be read, by epygibus or by hand:\n\
+             copy {} somewhere safe other than the backup disk (or print it), and keep {protected} safe.",
+            key.recipient,
+            key.in_repository,
+            key.on_this_machine.display(),
+            key.on_this_machine.display(),
+        );
+    }
     if made.weak_lock {
         eprintln!(
             "epygibus: warning: the S3 server does not honour conditional writes; the repository lock cannot keep apart two runs that start at the same moment, so write to it from one machine only"
@@ -203,6 +277,7 @@ fn form_name(form: StoredForm) -> &'static str {
     match form {
         StoredForm::Gzip => "gzip",
         StoredForm::Plain => "plain",
+        StoredForm::Sealed => "age",
     }
 }
 

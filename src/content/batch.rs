@@ -137,7 +137,13 @@ impl BatchData<'_> {
             .as_ref()?;
         let from = usize::try_from(offset.checked_sub(span.start)?).ok()?;
         let to = from.checked_add(usize::try_from(entry.stored_size).ok()?)?;
-        let data = pack::decode_item(bytes.get(from..to)?, entry.form, entry.size).ok()?;
-        (ContentToken::of(&data) == *token).then_some(data)
+        let data = pack::decode_item(
+            bytes.get(from..to)?,
+            entry.form,
+            entry.size,
+            self.repo.key.as_deref(),
+        )
+        .ok()?;
+        (self.repo.tokens.of(&data) == *token).then_some(data)
     }
 }

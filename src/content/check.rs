@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use super::codec::ContentReader;
 use super::layout::{CONTENT_DIR, content_name, parse_content_name};
 use super::pack::{PACK_DIR, PackName};
 use super::read::FoundInPack;
@@ -300,6 +299,22 @@ impl Repository {
             place: self.store.place(&found.pack.object_name()),
         });
         if opts.repair {
+            let mut found = found;
+            if found.size == super::pack::UNKNOWN_SIZE {
+                // A sealed entry tells its size only once decrypted.
+                let probe = IndexEntry {
+                    refs: 0,
+                    size: found.size,
+                    stored_size: found.stored_size,
+                    form: found.form,
+                    zero_since: 0,
+                    place: Place::Loose,
+                };
+                match self.read_packed(token, &found.pack, found.offset, &probe) {
+                    Ok(Some(data)) => found.size = data.len() as u64,
+                    _ => return,
+                }
+            }
             let pack = self.adopt_pack(&found.pack, found.pack_size);
             let mut index = self.index();
             let e = index.entries.entry(*token).or_insert(IndexEntry {
@@ -397,7 +412,13 @@ impl Repository {
                 });
             }
             for (token, entry) in items {
-                if let Err(reason) = super::pack::check_item(&bytes, &token, &entry) {
+                if let Err(reason) = super::pack::check_item(
+                    &bytes,
+                    &token,
+                    &entry,
+                    self.tokens,
+                    self.key.as_deref(),
+                ) {
                     report.findings.push(Finding::DamagedPackEntry {
                         token,
                         place: place.clone(),
@@ -486,7 +507,9 @@ impl Repository {
         let form = self.find_content(token, self.prefer)?;
         let name = content_name(token, form);
         let stored_size = self.store.stat(&name).ok()??.size;
-        let mut reader = ContentReader::new(self.store.open(&name).ok()?, form);
+        let mut reader = self
+            .reader(self.store.open(&name).ok()?, form, &name)
+            .ok()?;
         let size = std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
         self.index().entries.insert(
             *token,
@@ -563,7 +586,7 @@ mod tests {
     fn repo_with(content: &[u8]) -> (tempfile::TempDir, Repository, ContentToken) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("r");
-        Repository::create_dir(&dir, true).unwrap();
+        Repository::create_dir(&dir, &crate::content::NewRepository::plain(true)).unwrap();
         let r = Repository::open_dir(
             &dir,
             Access::Locked {

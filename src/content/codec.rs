@@ -11,8 +11,9 @@ use std::io::{self, BufReader, Read, Write};
 use flate2::read::MultiGzDecoder;
 use rayon::prelude::*;
 
-use super::ContentToken;
 use super::refcount::StoredForm;
+use super::{ContentToken, TokenHasher};
+use crate::crypt::RepoKey;
 use crate::store::{NewObject, ObjectReader};
 
 /// Bytes of input per gzip member and per read.
@@ -53,6 +54,45 @@ pub fn gzip_member(data: &[u8]) -> Vec<u8> {
         out.truncate(n);
         out
     })
+}
+
+thread_local! {
+    /// Level 0: stored blocks only, for sealed content that does not
+    /// compress (still gzip, so `age -d … | zcat` reads every item alike).
+    static STORER: RefCell<libdeflater::Compressor> = RefCell::new(
+        libdeflater::Compressor::new(libdeflater::CompressionLvl::fastest()),
+    );
+}
+
+/// One gzip member holding `data` in stored (uncompressed) blocks.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    STORER.with(|c| {
+        let mut c = c.borrow_mut();
+        let mut out = vec![0; c.gzip_compress_bound(data.len())];
+        let n = c
+            .gzip_compress(data, &mut out)
+            .expect("output buffer sized by gzip_compress_bound");
+        out.truncate(n);
+        out
+    })
+}
+
+/// The gzip stream sealed for `data`: compressed when that is worth it,
+/// else in stored blocks (media and archives cost no compression time).
+fn gzip_for_sealing(data: &[u8]) -> Vec<u8> {
+    if looks_compressible(data) {
+        let gz = gzip_member(data);
+        if worth_compressing(data.len(), gz.len()) {
+            return gz;
+        }
+    }
+    gzip_stored(data)
+}
+
+/// The bytes of a sealed item: an age file, encrypted to the repository's
+/// key, of a gzip stream of `data`.
+pub fn seal_small(data: &[u8], key: &RepoKey) -> Vec<u8> {
+    key.seal(&gzip_for_sealing(data))
 }
 
 /// `data` as one raw deflate stream (a zip entry's data).
@@ -124,8 +164,8 @@ pub fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Hashes a whole stream without keeping it; returns the token and length.
-pub fn hash_stream(reader: &mut impl Read) -> io::Result<(ContentToken, u64)> {
-    let mut hasher = blake3::Hasher::new();
+pub fn hash_stream(reader: &mut impl Read, tokens: TokenHasher) -> io::Result<(ContentToken, u64)> {
+    let mut hasher = tokens.hasher();
     let mut buf = vec![0; CHUNK];
     let mut total = 0u64;
     loop {
@@ -149,19 +189,66 @@ pub struct Written<'s> {
     pub object: Box<dyn NewObject + 's>,
 }
 
+/// How content is written: the form the repository prefers, how its
+/// tokens are made, and its key when it is encrypted.
+#[derive(Clone, Copy)]
+pub struct Encoding<'k> {
+    pub prefer: StoredForm,
+    pub tokens: TokenHasher,
+    pub seal: Option<&'k RepoKey>,
+}
+
+/// Where streamed content goes: straight into the object, or through age
+/// (counting what reaches the object).
+enum Out<'s> {
+    Raw(Box<dyn NewObject + 's>),
+    Sealed(crate::crypt::SealedWriter<Counting<Box<dyn NewObject + 's>>>),
+}
+
+impl Out<'_> {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Out::Raw(o) => o.write_all(bytes),
+            Out::Sealed(o) => o.write_all(bytes),
+        }
+    }
+}
+
+/// Counts the bytes that pass.
+pub struct Counting<W> {
+    pub inner: W,
+    pub count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Streams `reader` into a new object, hashing as it goes and compressing
-/// in parallel batches of independent gzip members. The object is created
-/// by `create` once the first batch has decided the stored form (its name
-/// depends on it). Returns None for empty input.
+/// in parallel batches of independent gzip members (sealed content: then
+/// encrypted as one age file). The object is created by `create` once the
+/// first batch has decided the stored form (its name depends on it).
 pub fn write_stream<'s>(
     reader: &mut impl Read,
-    prefer: StoredForm,
+    encoding: Encoding<'_>,
     create: impl FnOnce(StoredForm) -> io::Result<Box<dyn NewObject + 's>>,
 ) -> io::Result<Written<'s>> {
+    let prefer = encoding.prefer;
+    let sealed = prefer == StoredForm::Sealed;
     let mut create = Some(create);
-    let mut object: Option<Box<dyn NewObject + 's>> = None;
-    let mut hasher = blake3::Hasher::new();
+    let mut object: Option<Out<'s>> = None;
+    let mut hasher = encoding.tokens.hasher();
     let mut form = None;
+    // Sealed content that does not compress: gzip in stored blocks.
+    let mut stored_blocks: Option<bool> = None;
     let (mut size, mut stored_size) = (0u64, 0u64);
     loop {
         let batch = read_batch(reader)?;
@@ -172,33 +259,56 @@ pub fn write_stream<'s>(
             hasher.update(chunk);
             size += chunk.len() as u64;
         }
-        let compress = prefer == StoredForm::Gzip && form != Some(StoredForm::Plain);
-        let encoded: Vec<Vec<u8>> = if compress {
+        let compress = match prefer {
+            StoredForm::Gzip => form != Some(StoredForm::Plain),
+            StoredForm::Sealed => stored_blocks != Some(true),
+            StoredForm::Plain => false,
+        };
+        let mut encoded: Vec<Vec<u8>> = if compress {
             batch.par_iter().map(|c| gzip_member(c)).collect()
         } else {
             Vec::new()
         };
         // The first batch decides for the whole file: media and archives
-        // that do not shrink are stored plain.
-        let chosen = *form.get_or_insert_with(|| {
-            if compress
-                && !batch.is_empty()
-                && worth_compressing(batch_len(&batch), batch_len(&encoded))
-            {
-                StoredForm::Gzip
-            } else {
-                StoredForm::Plain
-            }
+        // that do not shrink are stored plain (sealed: in stored gzip
+        // blocks, so every sealed item is a gzip stream).
+        let worth = compress
+            && !batch.is_empty()
+            && worth_compressing(batch_len(&batch), batch_len(&encoded));
+        let chosen = *form.get_or_insert(match (sealed, worth) {
+            (true, _) => StoredForm::Sealed,
+            (false, true) => StoredForm::Gzip,
+            (false, false) => StoredForm::Plain,
         });
+        if sealed && stored_blocks.is_none() {
+            stored_blocks = Some(!worth);
+        }
+        if sealed && stored_blocks == Some(true) {
+            encoded = batch.iter().map(|c| gzip_stored(c)).collect();
+        }
         let out = match &mut object {
             Some(o) => o,
-            None => object.insert((create.take().expect("created once"))(chosen)?),
+            None => {
+                let made = (create.take().expect("created once"))(chosen)?;
+                let out = match encoding.seal {
+                    Some(key) if sealed => Out::Sealed(key.seal_to(Counting {
+                        inner: made,
+                        count: 0,
+                    })?),
+                    _ => Out::Raw(made),
+                };
+                object.insert(out)
+            }
         };
-        let members = if chosen == StoredForm::Gzip {
-            &encoded
-        } else {
+        let members = if chosen == StoredForm::Plain {
             &batch
+        } else {
+            &encoded
         };
+        if sealed && batch.is_empty() && stored_size == 0 && members.is_empty() {
+            // Empty content is still a gzip stream (of nothing).
+            out.write_all(&gzip_stored(&[]))?;
+        }
         for m in members {
             out.write_all(m)?;
             stored_size += m.len() as u64;
@@ -207,12 +317,19 @@ pub fn write_stream<'s>(
             break;
         }
     }
+    let (object, stored_size) = match object.expect("the first batch creates the object") {
+        Out::Raw(o) => (o, stored_size),
+        Out::Sealed(w) => {
+            let counted = w.finish()?;
+            (counted.inner, counted.count)
+        }
+    };
     Ok(Written {
         token: ContentToken::from_hasher(&hasher),
         size,
         form: form.unwrap_or(StoredForm::Plain),
         stored_size,
-        object: object.expect("the first batch creates the object"),
+        object,
     })
 }
 
@@ -271,15 +388,36 @@ pub enum ContentReader {
     Gzip(Box<MultiGzDecoder<BufReader<ObjectReader>>>),
     /// A packed item, decoded whole (packed items are small).
     Memory(io::Cursor<Vec<u8>>),
+    /// Sealed content: decrypted, then gunzipped.
+    Sealed(Box<MultiGzDecoder<BufReader<ObjectReader>>>),
 }
 
 impl ContentReader {
-    pub fn new(object: ObjectReader, form: StoredForm) -> ContentReader {
-        let buffered = BufReader::with_capacity(256 * 1024, object);
-        match form {
-            StoredForm::Plain => ContentReader::Plain(buffered),
-            StoredForm::Gzip => ContentReader::Gzip(Box::new(MultiGzDecoder::new(buffered))),
-        }
+    /// `key` is the repository's key when it is encrypted (sealed objects
+    /// cannot be read without it); `place` names the object in errors.
+    pub fn new(
+        object: ObjectReader,
+        form: StoredForm,
+        key: Option<&RepoKey>,
+        place: &str,
+    ) -> Result<ContentReader, crate::crypt::CryptError> {
+        let buffered = |o| BufReader::with_capacity(256 * 1024, o);
+        Ok(match (form, key) {
+            (StoredForm::Plain, _) => ContentReader::Plain(buffered(object)),
+            (StoredForm::Gzip, _) => {
+                ContentReader::Gzip(Box::new(MultiGzDecoder::new(buffered(object))))
+            }
+            (StoredForm::Sealed, Some(key)) => {
+                let plain = crate::crypt::open_reader(key, object, place)?;
+                ContentReader::Sealed(Box::new(MultiGzDecoder::new(buffered(plain))))
+            }
+            (StoredForm::Sealed, None) => {
+                return Err(crate::crypt::CryptError::Undecryptable {
+                    place: place.to_owned(),
+                    reason: "the repository is not encrypted, so it has no key for it".to_owned(),
+                });
+            }
+        })
     }
 }
 
@@ -289,6 +427,7 @@ impl Read for ContentReader {
             ContentReader::Plain(r) => r.read(buf),
             ContentReader::Gzip(r) => r.read(buf),
             ContentReader::Memory(r) => r.read(buf),
+            ContentReader::Sealed(r) => r.read(buf),
         }
     }
 }
@@ -332,7 +471,12 @@ mod tests {
     fn stream_writes_multi_member_gzip() {
         let store = crate::store::MemoryStore::named("t");
         let data: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i % 251) as u8).collect();
-        let w = write_stream(&mut &data[..], StoredForm::Gzip, |_| {
+        let plain = Encoding {
+            prefer: StoredForm::Gzip,
+            tokens: TokenHasher::Plain,
+            seal: None,
+        };
+        let w = write_stream(&mut &data[..], plain, |_| {
             store.create("out.gz").map_err(std::io::Error::other)
         })
         .unwrap();

@@ -4,7 +4,7 @@
 //! Reads work the same before, during and after: nothing is removed before
 //! an index naming its new place is durable.
 
-use super::codec::{self, ContentReader};
+use super::codec;
 use super::layout::content_name;
 use super::pack::{EncodedItem, MAX_PACKED};
 use super::packer::Packer;
@@ -44,6 +44,7 @@ impl Repository {
     /// only after an index naming the new ones is durable. Packs holding an
     /// item in the other form are rewritten whole.
     pub fn compress_all(&self, target: StoredForm) -> Result<CompressReport> {
+        self.refuse_if_encrypted()?;
         let todo: Vec<(ContentToken, IndexEntry)> = self
             .items()
             .into_iter()
@@ -62,6 +63,15 @@ impl Repository {
         self.commit_and_remove(&mut stale)?;
         self.convert_packs(target, &mut report)?;
         Ok(report)
+    }
+
+    /// An encrypted repository's items are always gzip, then sealed, and
+    /// were packed when written: there is nothing to convert.
+    fn refuse_if_encrypted(&self) -> Result<()> {
+        match self.key {
+            Some(_) => Err(ContentError::Encrypted(self.location().clone())),
+            None => Ok(()),
+        }
     }
 
     fn commit_and_remove(&self, stale: &mut Vec<String>) -> Result<()> {
@@ -107,7 +117,7 @@ impl Repository {
                         token,
                         place: self.store.place(&name.object_name()),
                     })?;
-                let item = EncodedItem::encode(&data, target);
+                let item = EncodedItem::encode(&data, target, None);
                 if entry.form != target {
                     if item.form == entry.form {
                         report.kept_plain += 1;
@@ -167,6 +177,7 @@ impl Repository {
     /// checked against its token; its loose file is removed once an index
     /// naming its pack is durable.
     pub fn pack_loose(&self, progress: &dyn Progress) -> Result<PackReport> {
+        self.refuse_if_encrypted()?;
         let todo: Vec<(ContentToken, IndexEntry)> = self
             .items()
             .into_iter()
@@ -193,15 +204,15 @@ impl Repository {
             let name = content_name(token, form);
             let mut data = Vec::with_capacity(entry.size as usize);
             let read = std::io::Read::read_to_end(
-                &mut ContentReader::new(self.store.open(&name)?, form),
+                &mut self.reader(self.store.open(&name)?, form, &name)?,
                 &mut data,
             );
-            if read.is_err() || ContentToken::of(&data) != *token {
+            if read.is_err() || self.tokens.of(&data) != *token {
                 return Err(ContentError::DamagedContent {
                     place: self.store.place(&name),
                 });
             }
-            let item = EncodedItem::encode(&data, form);
+            let item = EncodedItem::encode(&data, form, None);
             let (stored, item_form) = (item.bytes.len() as u64, item.form);
             let sealed_before = packer.finished().len();
             packer.append(token, &item, |e, place| {
@@ -245,8 +256,13 @@ impl Repository {
         };
         let old_name = content_name(token, old_form);
         let store = self.store.as_ref();
-        let mut reader = ContentReader::new(store.open(&old_name)?, old_form);
-        let written = codec::write_stream(&mut reader, target, |form| {
+        let mut reader = self.reader(store.open(&old_name)?, old_form, &old_name)?;
+        let encoding = codec::Encoding {
+            prefer: target,
+            tokens: self.tokens,
+            seal: None,
+        };
+        let written = codec::write_stream(&mut reader, encoding, |form| {
             store
                 .create(&content_name(token, form))
                 .map_err(std::io::Error::other)

@@ -11,12 +11,19 @@ use crate::store::Store;
 /// as it is and upgraded when its first pack is saved, so an older
 /// epygibus refuses it clearly instead of missing its packed content.
 pub const FORMAT_VERSION: u32 = 2;
+/// The layout of an encrypted repository: every item sealed (age of
+/// gzip), tokens keyed BLAKE3, the repository key in [`KEY_FILE`]. An
+/// epygibus that knows only formats 1 and 2 refuses it clearly.
+pub const ENCRYPTED_FORMAT: u32 = 3;
 /// The oldest layout this epygibus reads.
 const OLDEST_FORMAT: u32 = 1;
 pub const FORMAT_FILE: &str = "format";
 /// Where an upgrade sets the old `format` aside until the new one is there.
 const FORMAT_ASIDE: &str = "format.1";
 pub const LOCK_FILE: &str = "lock";
+/// The repository key of an encrypted repository, itself an age file
+/// encrypted to the user's recipients or passphrase.
+pub const KEY_FILE: &str = "key.age";
 pub const CONTENT_DIR: &str = "content";
 /// Where archives register the snapshot directories using this
 /// repository, so prune and check can see every snapshot (docs/design.md,
@@ -39,9 +46,18 @@ pub fn content_name(token: &ContentToken, form: StoredForm) -> String {
 pub fn parse_content_name(name: &str) -> Option<(ContentToken, StoredForm)> {
     let leaf = name.strip_prefix(CONTENT_DIR)?.strip_prefix('/')?;
     let (_, file) = leaf.split_once('/')?;
-    let (stem, form) = match file.strip_suffix(".gz") {
-        Some(s) => (s, StoredForm::Gzip),
-        None => (file, StoredForm::Plain),
+    parse_item_name(file)
+}
+
+/// The token and form of `<token>`, `<token>.gz` or `<token>.gz.age` (a
+/// loose file's leaf name, or a pack entry's name).
+pub fn parse_item_name(file: &str) -> Option<(ContentToken, StoredForm)> {
+    let (stem, form) = if let Some(s) = file.strip_suffix(StoredForm::Sealed.suffix()) {
+        (s, StoredForm::Sealed)
+    } else if let Some(s) = file.strip_suffix(StoredForm::Gzip.suffix()) {
+        (s, StoredForm::Gzip)
+    } else {
+        (file, StoredForm::Plain)
     };
     Some((stem.parse().ok()?, form))
 }
@@ -75,6 +91,14 @@ pub fn format_text(compressed: bool) -> String {
     format_text_of(FORMAT_VERSION, compressed)
 }
 
+/// The `format` of an encrypted repository whose key's public key is
+/// `recipient`.
+pub fn encrypted_format_text(recipient: &str) -> String {
+    format!(
+        "epygibus repository\nformat = {ENCRYPTED_FORMAT}\nhash = blake3-keyed\ncompression = gzip\nencryption = age\nkey = {KEY_FILE}\nrecipient = {recipient}\n"
+    )
+}
+
 fn format_text_of(version: u32, compressed: bool) -> String {
     let compression = if compressed { "gzip" } else { "none" };
     format!("epygibus repository\nformat = {version}\nhash = blake3\ncompression = {compression}\n")
@@ -88,9 +112,21 @@ pub struct RepoFormat {
     pub prefer: StoredForm,
 }
 
+/// What `format` says, with the public key of an encrypted repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormatFile {
+    pub format: RepoFormat,
+    pub recipient: Option<String>,
+}
+
 /// Reads `format` (or, after an upgrade that was interrupted between
 /// setting the old file aside and writing the new one, the old one).
 pub fn read_format(store: &dyn Store) -> Result<RepoFormat> {
+    read_format_file(store).map(|f| f.format)
+}
+
+/// Reads `format` with everything it says (see [`read_format`]).
+pub fn read_format_file(store: &dyn Store) -> Result<FormatFile> {
     let mut place = FORMAT_FILE;
     let text = match store.read(FORMAT_FILE) {
         Ok(bytes) => bytes,
@@ -135,7 +171,7 @@ pub fn upgrade_format(store: &dyn Store, prefer: StoredForm) -> Result<()> {
     Ok(())
 }
 
-fn parse_format(text: &[u8]) -> std::result::Result<RepoFormat, String> {
+fn parse_format(text: &[u8]) -> std::result::Result<FormatFile, String> {
     let text = std::str::from_utf8(text).map_err(|_| "it is not text".to_owned())?;
     let mut lines = text.lines();
     if lines.next() != Some("epygibus repository") {
@@ -143,14 +179,17 @@ fn parse_format(text: &[u8]) -> std::result::Result<RepoFormat, String> {
     }
     let fields: HashMap<&str, &str> = lines.filter_map(|l| l.split_once(" = ")).collect();
     let version = match fields.get("format").map(|v| v.parse::<u32>()) {
-        Some(Ok(v)) if (OLDEST_FORMAT..=FORMAT_VERSION).contains(&v) => v,
+        Some(Ok(v)) if (OLDEST_FORMAT..=ENCRYPTED_FORMAT).contains(&v) => v,
         Some(Ok(v)) => {
             return Err(format!(
-                "format {v} is not supported by this epygibus (it reads formats {OLDEST_FORMAT} to {FORMAT_VERSION}); a newer epygibus made it"
+                "format {v} is not supported by this epygibus (it reads formats {OLDEST_FORMAT} to {ENCRYPTED_FORMAT}); a newer epygibus made it"
             ));
         }
         _ => return Err("it has no `format = N` line".into()),
     };
+    if version == ENCRYPTED_FORMAT {
+        return parse_encrypted(&fields);
+    }
     if fields.get("hash") != Some(&"blake3") {
         return Err("its hash is not `blake3`".into());
     }
@@ -159,7 +198,34 @@ fn parse_format(text: &[u8]) -> std::result::Result<RepoFormat, String> {
         Some(&"none") => StoredForm::Plain,
         _ => return Err("its compression is neither `gzip` nor `none`".into()),
     };
-    Ok(RepoFormat { version, prefer })
+    Ok(FormatFile {
+        format: RepoFormat { version, prefer },
+        recipient: None,
+    })
+}
+
+fn parse_encrypted(fields: &HashMap<&str, &str>) -> std::result::Result<FormatFile, String> {
+    let expect = |key: &str, value: &str| {
+        if fields.get(key) == Some(&value) {
+            Ok(())
+        } else {
+            Err(format!("format {ENCRYPTED_FORMAT} needs `{key} = {value}`"))
+        }
+    };
+    expect("hash", "blake3-keyed")?;
+    expect("encryption", "age")?;
+    expect("key", KEY_FILE)?;
+    let recipient = fields
+        .get("recipient")
+        .filter(|r| r.starts_with("age1"))
+        .ok_or("it has no `recipient = age1…` line")?;
+    Ok(FormatFile {
+        format: RepoFormat {
+            version: ENCRYPTED_FORMAT,
+            prefer: StoredForm::Sealed,
+        },
+        recipient: Some((*recipient).to_owned()),
+    })
 }
 
 #[cfg(test)]
@@ -183,6 +249,27 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_format_names_its_key_and_is_refused_when_incomplete() {
+        let text = encrypted_format_text("age1abc");
+        let f = parse_format(text.as_bytes()).unwrap();
+        assert_eq!(f.format.version, ENCRYPTED_FORMAT);
+        assert_eq!(f.format.prefer, StoredForm::Sealed);
+        assert_eq!(f.recipient.as_deref(), Some("age1abc"));
+        for line in [
+            "hash = blake3-keyed",
+            "encryption = age",
+            "recipient = age1abc",
+        ] {
+            let cut = text.replace(&format!("{line}\n"), "");
+            assert!(parse_format(cut.as_bytes()).is_err(), "{line}");
+        }
+        let t = ContentToken::of(b"x");
+        let name = content_name(&t, StoredForm::Sealed);
+        assert!(name.ends_with(".gz.age"));
+        assert_eq!(parse_content_name(&name), Some((t, StoredForm::Sealed)));
+    }
+
+    #[test]
     fn version_1_is_read_and_upgraded_without_losing_its_settings() {
         let store = crate::store::MemoryStore::named("f");
         let v1 = format_text_of(1, false);
@@ -197,7 +284,7 @@ mod tests {
         assert_eq!((f.version, f.prefer), (2, StoredForm::Plain));
         assert!(store.stat(FORMAT_ASIDE).unwrap().is_none());
         upgrade_format(&store, f.prefer).unwrap();
-        let err = parse_format(format_text_of(3, true).as_bytes()).unwrap_err();
+        let err = parse_format(format_text_of(4, true).as_bytes()).unwrap_err();
         assert!(err.contains("newer epygibus"), "{err}");
     }
 

@@ -27,7 +27,7 @@ pub use batch::{BatchData, ReadBatch};
 pub use check::{CheckOptions, CheckReport, Finding, report_leftovers};
 pub use codec::{ContentReader, gzip_member};
 pub use compress::{CompressReport, PackReport};
-pub use layout::LOCK_FILE;
+pub use layout::{KEY_FILE, LOCK_FILE};
 pub use lock::{LockError, LockHolder, LockWait, RepoLock};
 pub use pack::{MAX_PACKED, PACK_DIR, PackName};
 pub use packer::Packer;
@@ -35,14 +35,15 @@ pub use prune::{PruneReport, PruneRules};
 pub use ranged::RangedContent;
 pub use refcount::{IndexDecodeError, IndexEntry, PackId, PackInfo, Place, RefIndex, StoredForm};
 pub use registry::{Registration, registrations_in};
-pub use token::{BadToken, ContentToken};
+pub use token::{BadToken, ContentToken, TokenHasher};
 pub use write::{BackupSession, CountedBackup, SessionCounters};
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex};
 
+use crate::crypt::{CryptError, Keyring, RepoKey};
 use crate::store::{LocalStore, Location, SharedStore, StoreError};
 
 /// Errors of the content repository.
@@ -65,6 +66,12 @@ pub enum ContentError {
     MissingIndex(Location),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
+    #[error(
+        "repository {0} is encrypted: its content is always gzip-compressed, then encrypted, and packed as it is written, so there is nothing to convert"
+    )]
+    Encrypted(Location),
     #[error("content {0} is not in the repository")]
     UnknownToken(ContentToken),
     #[error("content file of {token} is missing from the repository (expected {place})")]
@@ -158,7 +165,12 @@ pub struct RepoStats {
 /// [`BackupSession`], not here.
 pub struct Repository {
     store: SharedStore,
+    /// The form new content takes ([`StoredForm::Sealed`] when encrypted).
     prefer: StoredForm,
+    /// The repository key of an encrypted repository.
+    key: Option<Arc<RepoKey>>,
+    /// How tokens are made (keyed in an encrypted repository).
+    tokens: TokenHasher,
     /// The layout version of `format` (1 until the first pack is saved).
     format_version: AtomicU32,
     index: Mutex<RefIndex>,
@@ -176,27 +188,33 @@ pub struct Repository {
 impl Repository {
     /// Writes a new, empty repository into an empty store: the index
     /// first, the `format` file last (its presence says "a repository").
-    pub fn create(store: &dyn crate::store::Store, compressed: bool) -> Result<()> {
+    /// With `sealed`, an encrypted repository: its key and the key's
+    /// encrypted copy for `key.age` (written before `format`).
+    pub fn create(store: &dyn crate::store::Store, settings: &NewRepository) -> Result<()> {
         let index = RefIndex {
             generation: 1,
             ..RefIndex::default()
         };
         let _ = store.put_new(&layout::generation_name(1), &index.encode())?;
-        let _ = store.put_new(
-            layout::FORMAT_FILE,
-            layout::format_text(compressed).as_bytes(),
-        )?;
+        let text = match &settings.sealed {
+            Some((key, wrapped)) => {
+                let _ = store.put_new(layout::KEY_FILE, wrapped)?;
+                layout::encrypted_format_text(&key.recipient())
+            }
+            None => layout::format_text(settings.compressed),
+        };
+        let _ = store.put_new(layout::FORMAT_FILE, text.as_bytes())?;
         Ok(())
     }
 
     /// Creates a repository in directory `dir`, which must not exist. It
     /// is built under a temp name beside `dir` and renamed into place, so
     /// a failure leaves no half-made repository.
-    pub fn create_dir(dir: &Path, compressed: bool) -> Result<()> {
+    pub fn create_dir(dir: &Path, settings: &NewRepository) -> Result<()> {
         let made = LocalStore::create_dir_new(dir, |store| -> Result<()> {
             // Fan-out directories are made once, here, not probed per file.
             store.make_dirs(Some(layout::CONTENT_DIR), &layout::local_dirs())?;
-            Repository::create(store, compressed)
+            Repository::create(store, settings)
         })?;
         if !made {
             return Err(ContentError::AlreadyExists(dir.to_owned()));
@@ -204,17 +222,28 @@ impl Repository {
         Ok(())
     }
 
-    /// Opens the repository in `store`.
+    /// Opens the repository in `store` (a plain one: an encrypted one
+    /// needs [`Repository::open_with`]).
     pub fn open(store: SharedStore, access: Access) -> Result<Repository> {
-        let format = layout::read_format(store.as_ref())?;
+        Repository::open_with(store, access, &Keyring::none())
+    }
+
+    /// Opens the repository in `store`, finding its key in `keys` when it
+    /// is encrypted. The key is found before the lock is taken: a wrong
+    /// key changes nothing.
+    pub fn open_with(store: SharedStore, access: Access, keys: &Keyring) -> Result<Repository> {
+        let (format, key) = read_format_and_key(&store, keys)?;
         let lock = take_lock(&store, access)?;
         let index = persist::load_index(store.as_ref())?;
-        Ok(Repository::with_index(store, format, index, false, lock))
+        Ok(Repository::with_index(
+            store, format, key, index, false, lock,
+        ))
     }
 
     fn with_index(
         store: SharedStore,
         format: layout::RepoFormat,
+        key: Option<Arc<RepoKey>>,
         index: RefIndex,
         dirty: bool,
         lock: Option<RepoLock>,
@@ -222,6 +251,10 @@ impl Repository {
         Repository {
             store,
             prefer: format.prefer,
+            tokens: key
+                .as_ref()
+                .map_or(TokenHasher::Plain, |k| TokenHasher::Keyed(k.token_key())),
+            key,
             format_version: AtomicU32::new(format.version),
             index: Mutex::new(index),
             dirty: AtomicBool::new(dirty),
@@ -239,8 +272,9 @@ impl Repository {
     pub fn open_rebuilding(
         store: SharedStore,
         access: Access,
+        keys: &Keyring,
     ) -> Result<(Repository, Vec<String>)> {
-        let format = layout::read_format(store.as_ref())?;
+        let (format, key) = read_format_and_key(&store, keys)?;
         let lock = take_lock(&store, access)?;
         let (generation, set_aside) = persist::set_aside_broken(store.as_ref())?;
         let index = RefIndex {
@@ -248,7 +282,7 @@ impl Repository {
             ..RefIndex::default()
         };
         Ok((
-            Repository::with_index(store, format, index, true, lock),
+            Repository::with_index(store, format, key, index, true, lock),
             set_aside,
         ))
     }
@@ -282,7 +316,43 @@ impl Repository {
 
     /// True when new content is gzip-compressed by default.
     pub fn compresses(&self) -> bool {
-        self.prefer == StoredForm::Gzip
+        matches!(self.prefer, StoredForm::Gzip | StoredForm::Sealed)
+    }
+
+    /// The repository key, when the repository is encrypted: its
+    /// archives' snapshot files are sealed with it too.
+    pub fn key(&self) -> Option<&Arc<RepoKey>> {
+        self.key.as_ref()
+    }
+
+    /// How this repository makes tokens: whoever compares a file with
+    /// stored content (restore, `diff --live`) hashes with this.
+    pub fn token_hasher(&self) -> TokenHasher {
+        self.tokens
+    }
+
+    /// How new content is written.
+    fn encoding(&self) -> codec::Encoding<'_> {
+        codec::Encoding {
+            prefer: self.prefer,
+            tokens: self.tokens,
+            seal: self.key.as_deref(),
+        }
+    }
+
+    /// A reader of a content object `name` in `form`.
+    fn reader(
+        &self,
+        object: crate::store::ObjectReader,
+        form: StoredForm,
+        name: &str,
+    ) -> Result<ContentReader> {
+        Ok(ContentReader::new(
+            object,
+            form,
+            self.key.as_deref(),
+            &self.store.place(name),
+        )?)
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, RefIndex> {
@@ -371,6 +441,51 @@ impl Repository {
     }
 }
 
+/// Settings of a new repository.
+pub struct NewRepository<'a> {
+    /// New content gzip-compressed (always, when sealed).
+    pub compressed: bool,
+    /// An encrypted repository: its key, and that key encrypted to the
+    /// user's recipients or passphrase (the bytes of `key.age`).
+    pub sealed: Option<(&'a RepoKey, Vec<u8>)>,
+}
+
+/// The key of the repository in `store` when it is encrypted (found in
+/// `keys`), None when it is not: what its archives' snapshot directories
+/// are sealed with.
+pub fn repository_key(store: &SharedStore, keys: &Keyring) -> Result<Option<Arc<RepoKey>>> {
+    read_format_and_key(store, keys).map(|(_, key)| key)
+}
+
+impl NewRepository<'_> {
+    /// A repository that is not encrypted.
+    pub fn plain(compressed: bool) -> NewRepository<'static> {
+        NewRepository {
+            compressed,
+            sealed: None,
+        }
+    }
+}
+
+/// The `format` file and, for an encrypted repository, its key from `keys`.
+fn read_format_and_key(
+    store: &SharedStore,
+    keys: &Keyring,
+) -> Result<(layout::RepoFormat, Option<Arc<RepoKey>>)> {
+    let file = layout::read_format_file(store.as_ref())?;
+    let Some(recipient) = file.recipient else {
+        return Ok((file.format, None));
+    };
+    let key_place = store.place(layout::KEY_FILE);
+    let key = keys.unlock(
+        &store.location().to_string(),
+        &recipient,
+        &key_place,
+        &mut || store.read(layout::KEY_FILE).map_err(|e| e.source),
+    )?;
+    Ok((file.format, Some(key)))
+}
+
 /// The lock `access` asks for, if any.
 fn take_lock(store: &SharedStore, access: Access) -> Result<Option<RepoLock>> {
     Ok(match access {
@@ -385,9 +500,9 @@ fn take_lock(store: &SharedStore, access: Access) -> Result<Option<RepoLock>> {
 }
 
 /// The token of everything `reader` yields (to compare a file on disk with
-/// stored content without keeping it in memory).
-pub fn hash_reader(reader: &mut impl Read) -> io::Result<ContentToken> {
-    codec::hash_stream(reader).map(|(token, _)| token)
+/// stored content without keeping it in memory), made as `tokens` says.
+pub fn hash_reader(reader: &mut impl Read, tokens: TokenHasher) -> io::Result<ContentToken> {
+    codec::hash_stream(reader, tokens).map(|(token, _)| token)
 }
 
 #[cfg(test)]

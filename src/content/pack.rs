@@ -18,7 +18,8 @@ use std::str::FromStr;
 use rawzip::{CompressionMethod, DataDescriptorOutput, ZipArchive, ZipArchiveWriter};
 
 use super::codec::SMALL_FILE;
-use super::{ContentToken, StoredForm};
+use super::{ContentToken, StoredForm, TokenHasher};
+use crate::crypt::RepoKey;
 use crate::store::{Committed, NewObject, Store, StoreError};
 
 /// The directory of the packs, beside `content/`.
@@ -138,14 +139,33 @@ pub struct EncodedItem {
 impl EncodedItem {
     /// Deflates `data` when that saves enough (see
     /// [`super::codec::worth_compressing`]) and `prefer` asks for it;
-    /// stores it as it is otherwise.
-    pub fn encode(data: &[u8], prefer: StoredForm) -> EncodedItem {
+    /// stores it as it is otherwise. In an encrypted repository (`key`)
+    /// the entry holds the sealed item, stored.
+    pub fn encode(data: &[u8], prefer: StoredForm, key: Option<&RepoKey>) -> EncodedItem {
+        if let (StoredForm::Sealed, Some(key)) = (prefer, key) {
+            let bytes = super::codec::seal_small(data, key);
+            return EncodedItem {
+                form: StoredForm::Sealed,
+                crc: libdeflater::crc32(&bytes),
+                bytes,
+                size: data.len() as u64,
+            };
+        }
         let (form, bytes) = super::codec::encode_raw(data, prefer);
         EncodedItem {
             form,
             bytes,
             crc: libdeflater::crc32(data),
             size: data.len() as u64,
+        }
+    }
+
+    /// The entry's uncompressed size as the zip records it: the content's,
+    /// or for a sealed item (stored) the age file's.
+    fn zip_size(&self) -> u64 {
+        match self.form {
+            StoredForm::Sealed => self.bytes.len() as u64,
+            _ => self.size,
         }
     }
 }
@@ -192,9 +212,18 @@ impl<'s> PackWriter<'s> {
     pub fn append(&mut self, token: &ContentToken, item: &EncodedItem) -> Result<u64, StoreError> {
         let method = match item.form {
             StoredForm::Gzip => CompressionMethod::DEFLATE,
-            StoredForm::Plain => CompressionMethod::STORE,
+            StoredForm::Plain | StoredForm::Sealed => CompressionMethod::STORE,
         };
-        let hex = token.to_hex();
+        // A sealed entry is named as a loose file would be, so the name
+        // says what `unzip -p` gives: an age file of a gzip stream.
+        let hex = format!(
+            "{}{}",
+            token.to_hex(),
+            match item.form {
+                StoredForm::Sealed => StoredForm::Sealed.suffix(),
+                _ => "",
+            }
+        );
         let place = &self.place;
         let (mut entry, _) = self
             .zip
@@ -207,7 +236,7 @@ impl<'s> PackWriter<'s> {
             .write_all(&item.bytes)
             .map_err(|e| StoreError::new("write", place.clone(), e))?;
         entry
-            .finish(DataDescriptorOutput::new(item.crc, item.size))
+            .finish(DataDescriptorOutput::new(item.crc, item.zip_size()))
             .map_err(|e| write_err(place, e))?;
         self.entries += 1;
         Ok(offset)
@@ -289,14 +318,7 @@ pub fn table_of_contents(pack: &[u8]) -> Result<Vec<TocEntry>, String> {
     while let Some(record) = entries.next_entry().map_err(|e| describe(&e))? {
         let raw_name = record.file_path();
         let name = String::from_utf8_lossy(raw_name.as_ref());
-        let token: ContentToken = name
-            .parse()
-            .map_err(|_| format!("its entry `{name}` is not named by a content token"))?;
-        let form = match record.compression_method() {
-            CompressionMethod::DEFLATE => StoredForm::Gzip,
-            CompressionMethod::STORE => StoredForm::Plain,
-            other => return Err(format!("entry {name} uses compression method {other:?}")),
-        };
+        let (token, form) = entry_kind(&name, record.compression_method())?;
         let local = archive
             .get_entry(record.wayfinder())
             .map_err(|e| format!("entry {name}: {}", describe(&e)))?;
@@ -306,12 +328,40 @@ pub fn table_of_contents(pack: &[u8]) -> Result<Vec<TocEntry>, String> {
             form,
             offset: start,
             stored_size: end - start,
-            size: record.uncompressed_size_hint(),
+            size: content_size_hint(form, record.uncompressed_size_hint()),
             crc: record.crc32(),
         });
     }
     Ok(toc)
 }
+
+/// The token and form of an entry from its name and method: `<token>`
+/// deflated or stored, or `<token>.gz.age` stored (sealed).
+fn entry_kind(name: &str, method: CompressionMethod) -> Result<(ContentToken, StoredForm), String> {
+    let (token, named) = super::layout::parse_item_name(name)
+        .filter(|(_, f)| *f != StoredForm::Gzip)
+        .ok_or_else(|| format!("its entry `{name}` is not named by a content token"))?;
+    match (named, method) {
+        (StoredForm::Sealed, CompressionMethod::STORE) => Ok((token, StoredForm::Sealed)),
+        (StoredForm::Plain, CompressionMethod::DEFLATE) => Ok((token, StoredForm::Gzip)),
+        (StoredForm::Plain, CompressionMethod::STORE) => Ok((token, StoredForm::Plain)),
+        (_, other) => Err(format!("entry {name} uses compression method {other:?}")),
+    }
+}
+
+/// The content size a table of contents tells: the zip's uncompressed size,
+/// except for a sealed entry, whose content size is known only once it is
+/// decrypted ([`UNKNOWN_SIZE`]).
+fn content_size_hint(form: StoredForm, zip_size: u64) -> u64 {
+    match form {
+        StoredForm::Sealed => UNKNOWN_SIZE,
+        _ => zip_size,
+    }
+}
+
+/// A content size not known yet (a sealed entry found through a table of
+/// contents): [`decode_item`] then learns it from the content.
+pub const UNKNOWN_SIZE: u64 = u64::MAX;
 
 /// An entry found through a pack's table of contents read from the
 /// store's copy (only the table, not the data).
@@ -344,20 +394,15 @@ pub fn remote_table(
     let mut out = Vec::new();
     while let Some(record) = entries.next_entry().map_err(|e| describe(&e))? {
         let name = String::from_utf8_lossy(record.file_path().as_ref()).into_owned();
-        let Ok(token) = name.parse::<ContentToken>() else {
+        let Ok((token, form)) = entry_kind(&name, record.compression_method()) else {
             continue;
-        };
-        let form = match record.compression_method() {
-            CompressionMethod::DEFLATE => StoredForm::Gzip,
-            CompressionMethod::STORE => StoredForm::Plain,
-            _ => continue,
         };
         out.push(RemoteEntry {
             token,
             form,
             header_offset: record.local_header_offset(),
             stored_size: record.compressed_size_hint(),
-            size: record.uncompressed_size_hint(),
+            size: content_size_hint(form, record.uncompressed_size_hint()),
         });
     }
     Ok(out)
@@ -407,10 +452,46 @@ fn describe(e: &rawzip::Error) -> String {
 }
 
 /// The content of an item from its bytes in a pack; `size` is the
-/// content's size as the index or table of contents records it.
-pub fn decode_item(stored: &[u8], form: StoredForm, size: u64) -> io::Result<Vec<u8>> {
+/// content's size as the index or table of contents records it
+/// ([`UNKNOWN_SIZE`] for a sealed entry found through a table), `key` the
+/// repository key when the item is sealed.
+pub fn decode_item(
+    stored: &[u8],
+    form: StoredForm,
+    size: u64,
+    key: Option<&RepoKey>,
+) -> io::Result<Vec<u8>> {
     let damaged = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     match form {
+        StoredForm::Sealed => {
+            let key = key.ok_or_else(|| damaged("it is encrypted and no key was given"))?;
+            let gz = key
+                .open(stored, "the entry")
+                .map_err(|e| damaged(&e.to_string()))?;
+            // One gzip member (packed items are small), decoded by
+            // libdeflate, which checks its CRC: the size is the index's,
+            // or the member's own trailer when the index has none.
+            let len = match size {
+                UNKNOWN_SIZE => gz
+                    .len()
+                    .checked_sub(4)
+                    .map(|at| u32::from_le_bytes(gz[at..].try_into().expect("4 bytes")) as u64)
+                    .ok_or_else(|| damaged("its gzip data are truncated"))?,
+                known => known,
+            };
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n as u64 <= MAX_PACKED && n / 1032 <= gz.len())
+                .ok_or_else(|| damaged("its recorded size is impossible"))?;
+            let mut out = vec![0u8; len];
+            let n = DECOMPRESSOR
+                .with(|d| d.borrow_mut().gzip_decompress(&gz, &mut out))
+                .map_err(|e| damaged(&format!("its gzip data do not decode ({e:?})")))?;
+            if n != len {
+                return Err(damaged("its length differs from the index"));
+            }
+            Ok(out)
+        }
         StoredForm::Plain if stored.len() as u64 == size => Ok(stored.to_vec()),
         StoredForm::Plain => Err(damaged("its length differs from the index")),
         StoredForm::Gzip => {
@@ -438,6 +519,8 @@ pub fn check_item(
     pack: &[u8],
     token: &ContentToken,
     entry: &super::IndexEntry,
+    tokens: TokenHasher,
+    key: Option<&RepoKey>,
 ) -> Result<(), String> {
     let super::Place::Packed { offset, .. } = entry.place else {
         return Err("it is not packed".to_owned());
@@ -447,8 +530,8 @@ pub fn check_item(
         .zip(usize::try_from(entry.stored_size).ok())
         .and_then(|(start, len)| pack.get(start..start.checked_add(len)?))
         .ok_or_else(|| "it lies beyond the end of the pack (truncated?)".to_owned())?;
-    let data = decode_item(stored, entry.form, entry.size).map_err(|e| e.to_string())?;
-    if ContentToken::of(&data) != *token {
+    let data = decode_item(stored, entry.form, entry.size, key).map_err(|e| e.to_string())?;
+    if tokens.of(&data) != *token {
         return Err("its bytes do not match its token".to_owned());
     }
     Ok(())
@@ -491,7 +574,7 @@ mod tests {
         let mut placed = Vec::new();
         for data in items() {
             let token = ContentToken::of(&data);
-            let item = EncodedItem::encode(&data, StoredForm::Gzip);
+            let item = EncodedItem::encode(&data, StoredForm::Gzip, None);
             let offset = w.append(&token, &item).unwrap();
             placed.push((token, data, item.form, offset, item.bytes.len() as u64));
         }
@@ -512,7 +595,7 @@ mod tests {
             let stored = store
                 .read_range(&name.object_name(), *offset, *len)
                 .unwrap();
-            let back = decode_item(&stored, *form, data.len() as u64).unwrap();
+            let back = decode_item(&stored, *form, data.len() as u64, None).unwrap();
             assert_eq!(ContentToken::of(&back), *token);
         }
         let toc = table_of_contents(&bytes).unwrap();
@@ -533,6 +616,64 @@ mod tests {
     }
 
     #[test]
+    fn sealed_entries_are_stored_age_files_named_as_such() {
+        let store = MemoryStore::named("p");
+        let key = RepoKey::generate();
+        let tokens = TokenHasher::Keyed(key.token_key());
+        let name = PackName::new_unique();
+        let mut w = PackWriter::create(&store, name.clone()).unwrap();
+        let mut placed = Vec::new();
+        for data in items() {
+            let token = tokens.of(&data);
+            let item = EncodedItem::encode(&data, StoredForm::Sealed, Some(&key));
+            assert_eq!(item.form, StoredForm::Sealed);
+            assert!(item.bytes.starts_with(b"age-encryption.org/v1"));
+            let offset = w.append(&token, &item).unwrap();
+            placed.push((token, data, offset, item.bytes.len() as u64));
+        }
+        let (_, size) = w.finish().unwrap();
+        let bytes = store.read(&name.object_name()).unwrap();
+        let toc = table_of_contents(&bytes).unwrap();
+        let remote = remote_table(&store, &name, size).unwrap();
+        for ((entry, far), (token, data, offset, len)) in toc.iter().zip(&remote).zip(&placed) {
+            assert_eq!(
+                (entry.token, entry.form, entry.offset, entry.stored_size),
+                (*token, StoredForm::Sealed, *offset, *len)
+            );
+            assert_eq!(
+                (far.token, far.form, far.size),
+                (*token, StoredForm::Sealed, UNKNOWN_SIZE)
+            );
+            let stored = &bytes[*offset as usize..(*offset + *len) as usize];
+            for size in [data.len() as u64, UNKNOWN_SIZE] {
+                assert_eq!(
+                    &decode_item(stored, StoredForm::Sealed, size, Some(&key)).unwrap(),
+                    data
+                );
+            }
+            assert!(
+                decode_item(
+                    stored,
+                    StoredForm::Sealed,
+                    data.len() as u64 + 1,
+                    Some(&key)
+                )
+                .is_err()
+            );
+            assert!(
+                decode_item(
+                    stored,
+                    StoredForm::Sealed,
+                    UNKNOWN_SIZE,
+                    Some(&RepoKey::generate())
+                )
+                .is_err()
+            );
+            assert!(decode_item(stored, StoredForm::Sealed, UNKNOWN_SIZE, None).is_err());
+        }
+    }
+
+    #[test]
     fn remote_table_finds_entries_without_reading_the_data() {
         let store = MemoryStore::named("p");
         let name = PackName::new_unique();
@@ -542,7 +683,7 @@ mod tests {
             let token = ContentToken::of(&data);
             offsets.push((
                 token,
-                w.append(&token, &EncodedItem::encode(&data, StoredForm::Gzip))
+                w.append(&token, &EncodedItem::encode(&data, StoredForm::Gzip, None))
                     .unwrap(),
             ));
         }
@@ -561,7 +702,7 @@ mod tests {
         let name = PackName::new_unique();
         let mut w = PackWriter::create(&store, name.clone()).unwrap();
         let data = b"some text some text some text some text".repeat(10);
-        let item = EncodedItem::encode(&data, StoredForm::Gzip);
+        let item = EncodedItem::encode(&data, StoredForm::Gzip, None);
         let offset = w.append(&ContentToken::of(&data), &item).unwrap();
         w.finish().unwrap();
         let bytes = store.read(&name.object_name()).unwrap();
@@ -570,9 +711,9 @@ mod tests {
         let mut stored = item.bytes.clone();
         stored[2] ^= 0x55;
         stored.truncate(stored.len() - 3);
-        assert!(decode_item(&stored, StoredForm::Gzip, data.len() as u64).is_err());
-        assert!(decode_item(&item.bytes, StoredForm::Gzip, data.len() as u64 + 1).is_err());
-        assert!(decode_item(b"abc", StoredForm::Plain, 4).is_err());
+        assert!(decode_item(&stored, StoredForm::Gzip, data.len() as u64, None).is_err());
+        assert!(decode_item(&item.bytes, StoredForm::Gzip, data.len() as u64 + 1, None).is_err());
+        assert!(decode_item(b"abc", StoredForm::Plain, 4, None).is_err());
         let _ = offset;
     }
 
@@ -587,7 +728,7 @@ mod tests {
         let data = b"an item".repeat(20);
         w.append(
             &ContentToken::of(&data),
-            &EncodedItem::encode(&data, StoredForm::Gzip),
+            &EncodedItem::encode(&data, StoredForm::Gzip, None),
         )
         .unwrap();
         let err = w.finish().unwrap_err();
@@ -631,7 +772,7 @@ mod tests {
             let name = PackName::new_unique();
             let mut w = PackWriter::create(&store, name.clone()).unwrap();
             for data in items().iter().take(5) {
-                w.append(&ContentToken::of(data), &EncodedItem::encode(data, StoredForm::Gzip)).unwrap();
+                w.append(&ContentToken::of(data), &EncodedItem::encode(data, StoredForm::Gzip, None)).unwrap();
             }
             w.finish().unwrap();
             let mut bytes = store.read(&name.object_name()).unwrap();
@@ -644,7 +785,7 @@ mod tests {
                 for e in toc {
                     let end = e.offset.saturating_add(e.stored_size).min(bytes.len() as u64);
                     let start = e.offset.min(end);
-                    let _ = decode_item(&bytes[start as usize..end as usize], e.form, e.size.min(1 << 20));
+                    let _ = decode_item(&bytes[start as usize..end as usize], e.form, e.size.min(1 << 20), None);
                 }
             }
         }

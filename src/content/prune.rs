@@ -99,7 +99,7 @@ impl Repository {
         let mut freed = 0;
         for (token, entry) in doomed {
             if entry.place == Place::Loose {
-                for form in [StoredForm::Gzip, StoredForm::Plain] {
+                for form in [StoredForm::Gzip, StoredForm::Plain, StoredForm::Sealed] {
                     self.store.delete(&content_name(&token, form))?;
                 }
                 freed += entry.stored_size;
@@ -219,7 +219,7 @@ impl Repository {
             };
             let copies: Option<Vec<(ContentToken, EncodedItem)>> = items
                 .iter()
-                .map(|(token, e)| packed_copy(&bytes, token, e))
+                .map(|(token, e)| packed_copy(&bytes, token, e, self.tokens, self.key.as_deref()))
                 .collect();
             let Some(copies) = copies else {
                 report
@@ -261,7 +261,7 @@ impl Repository {
         age: Duration,
     ) -> bool {
         match entry.place {
-            Place::Loose => [StoredForm::Gzip, StoredForm::Plain]
+            Place::Loose => [StoredForm::Gzip, StoredForm::Plain, StoredForm::Sealed]
                 .iter()
                 .any(|f| self.object_touched_within(&content_name(token, *f), now, age)),
             Place::Packed { pack, .. } => self
@@ -286,6 +286,8 @@ fn packed_copy(
     pack: &[u8],
     token: &ContentToken,
     entry: &IndexEntry,
+    tokens: crate::content::TokenHasher,
+    key: Option<&crate::crypt::RepoKey>,
 ) -> Option<(ContentToken, EncodedItem)> {
     let Place::Packed { offset, .. } = entry.place else {
         return None;
@@ -293,16 +295,21 @@ fn packed_copy(
     let start = usize::try_from(offset).ok()?;
     let end = start.checked_add(usize::try_from(entry.stored_size).ok()?)?;
     let stored = pack.get(start..end)?;
-    let data = super::pack::decode_item(stored, entry.form, entry.size).ok()?;
-    if ContentToken::of(&data) != *token {
+    let data = super::pack::decode_item(stored, entry.form, entry.size, key).ok()?;
+    if tokens.of(&data) != *token {
         return None;
     }
+    // A sealed item moves as it is: the same age file, the zip's CRC over it.
+    let crc = match entry.form {
+        StoredForm::Sealed => libdeflater::crc32(stored),
+        _ => libdeflater::crc32(&data),
+    };
     Some((
         *token,
         EncodedItem {
             form: entry.form,
             bytes: stored.to_vec(),
-            crc: libdeflater::crc32(&data),
+            crc,
             size: entry.size,
         },
     ))

@@ -11,6 +11,10 @@
 //! and a read further ahead jumps to a known member start when one is
 //! closer. Content written as one huge member (by other gzip tools) has
 //! only its start to go back to: correct, only slower.
+//!
+//! Sealed content (an encrypted repository) is decrypted and decoded
+//! forward from the start; a read behind the current position starts over
+//! (correct, slower for players that seek back; memory stays bounded).
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -35,6 +39,14 @@ enum Form {
     /// The last window read: (offset, bytes).
     Plain(Option<(u64, Vec<u8>)>),
     Gzip(Box<Gzip>),
+    Sealed(Box<Sealed>),
+}
+
+/// Forward decoding of a sealed object: the decoder and the content
+/// offset of the next byte it yields.
+struct Sealed {
+    key: std::sync::Arc<crate::crypt::RepoKey>,
+    at: Option<(Box<dyn Read + Send>, u64)>,
 }
 
 struct Gzip {
@@ -48,13 +60,21 @@ struct Gzip {
 type Decoder = GzDecoder<Counted<BufReader<Ranges>>>;
 
 impl RangedContent {
-    pub(super) fn new(store: SharedStore, name: String, form: StoredForm) -> RangedContent {
-        let form = match form {
-            StoredForm::Plain => Form::Plain(None),
-            StoredForm::Gzip => Form::Gzip(Box::new(Gzip {
-                members: vec![(0, 0)],
-                at: None,
-            })),
+    pub(super) fn new(
+        store: SharedStore,
+        name: String,
+        form: StoredForm,
+        key: Option<std::sync::Arc<crate::crypt::RepoKey>>,
+    ) -> RangedContent {
+        let form = match (form, key) {
+            (StoredForm::Sealed, Some(key)) => Form::Sealed(Box::new(Sealed { key, at: None })),
+            (form, _) => match form {
+                StoredForm::Plain | StoredForm::Sealed => Form::Plain(None),
+                StoredForm::Gzip => Form::Gzip(Box::new(Gzip {
+                    members: vec![(0, 0)],
+                    at: None,
+                })),
+            },
         };
         RangedContent { store, name, form }
     }
@@ -82,6 +102,7 @@ impl RangedContent {
             }
             Form::Plain(window) => plain_read(&self.store, &self.name, window, offset, buf),
             Form::Gzip(g) => g.read_at(&self.store, &self.name, offset, buf),
+            Form::Sealed(s) => s.read_at(&self.store, &self.name, offset, buf),
         }
     }
 
@@ -89,9 +110,46 @@ impl RangedContent {
     /// statistics; 0 for plain content).
     pub fn known_members(&self) -> usize {
         match &self.form {
-            Form::Memory(_) | Form::Plain(_) => 0,
+            Form::Memory(_) | Form::Plain(_) | Form::Sealed(_) => 0,
             Form::Gzip(g) => g.members.len(),
         }
+    }
+}
+
+impl Sealed {
+    fn read_at(
+        &mut self,
+        store: &SharedStore,
+        name: &str,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        if self.at.as_ref().is_none_or(|(_, pos)| *pos > offset) {
+            let object = store.open(name).map_err(io::Error::other)?;
+            let plain = crate::crypt::open_reader(&self.key, object, &store.place(name))
+                .map_err(io::Error::other)?;
+            let decoder: Box<dyn Read + Send> = Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(WINDOW, plain),
+            ));
+            self.at = Some((decoder, 0));
+        }
+        let (decoder, pos) = self.at.as_mut().expect("opened above");
+        let skip = offset - *pos;
+        let skipped = io::copy(&mut decoder.by_ref().take(skip), &mut io::sink())?;
+        *pos += skipped;
+        if skipped < skip {
+            return Ok(0);
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let n = decoder.read(&mut buf[done..])?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        *pos += done as u64;
+        Ok(done)
     }
 }
 
@@ -276,11 +334,11 @@ mod tests {
     fn stored(form: StoredForm, content: &[u8], member: usize) -> RangedContent {
         let store = Arc::new(MemoryStore::named("t"));
         let bytes = match form {
-            StoredForm::Plain => content.to_vec(),
+            StoredForm::Plain | StoredForm::Sealed => content.to_vec(),
             StoredForm::Gzip => content.chunks(member).flat_map(gzip_member).collect(),
         };
         let _ = store.put_new("obj", &bytes).unwrap();
-        RangedContent::new(store, "obj".into(), form)
+        RangedContent::new(store, "obj".into(), form, None)
     }
 
     fn read(r: &mut RangedContent, offset: u64, len: usize) -> Vec<u8> {
@@ -361,7 +419,7 @@ mod tests {
         bytes[mid] ^= 0xff;
         bytes[mid + 1] ^= 0xff;
         let _ = store.put_new("obj", &bytes).unwrap();
-        let mut r = RangedContent::new(store, "obj".into(), StoredForm::Gzip);
+        let mut r = RangedContent::new(store, "obj".into(), StoredForm::Gzip, None);
         let mut buf = vec![0; 2 * CHUNK];
         assert!(r.read_at(0, &mut buf).is_err());
     }

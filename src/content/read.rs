@@ -23,10 +23,14 @@ use crate::clock::now_secs;
 use crate::store::ObjectReader;
 
 impl StoredForm {
-    fn other(self) -> StoredForm {
+    /// The forms a loose item may exist in, this one first: plain and
+    /// gzip are read either way (a `compress` may be under way); a sealed
+    /// item exists only sealed.
+    fn candidates(self) -> &'static [StoredForm] {
         match self {
-            StoredForm::Gzip => StoredForm::Plain,
-            StoredForm::Plain => StoredForm::Gzip,
+            StoredForm::Gzip => &[StoredForm::Gzip, StoredForm::Plain],
+            StoredForm::Plain => &[StoredForm::Plain, StoredForm::Gzip],
+            StoredForm::Sealed => &[StoredForm::Sealed],
         }
     }
 }
@@ -62,7 +66,7 @@ impl Repository {
             // are named by what they hold.
             let form = entry.map_or(self.prefer, |e| e.form);
             if let Some((object, form)) = self.open_content(token, form)? {
-                return Ok(ContentReader::new(object, form));
+                return self.reader(object, form, &content_name(token, form));
             }
         }
         match self.find_in_packs(token)? {
@@ -126,9 +130,9 @@ impl Repository {
                 entry.stored_size - stored.len() as u64
             )));
         }
-        let data = pack::decode_item(&stored, entry.form, entry.size)
+        let data = pack::decode_item(&stored, entry.form, entry.size, self.key.as_deref())
             .map_err(|e| damaged(e.to_string()))?;
-        if ContentToken::of(&data) != *token {
+        if self.tokens.of(&data) != *token {
             return Err(damaged("its bytes do not match its token".to_owned()));
         }
         Ok(Some(data))
@@ -210,6 +214,7 @@ impl Repository {
                 self.store.clone(),
                 content_name(token, found),
                 found,
+                self.key.clone(),
             ));
         }
         // Packed, or saved by a run after this one loaded its index (a
@@ -233,7 +238,7 @@ impl Repository {
         token: &ContentToken,
         form: StoredForm,
     ) -> Result<Option<(ObjectReader, StoredForm)>> {
-        for f in [form, form.other()] {
+        for &f in form.candidates() {
             match self.store.open(&content_name(token, f)) {
                 Ok(object) => return Ok(Some((object, f))),
                 Err(e) if e.is_not_found() => continue,
@@ -249,7 +254,7 @@ impl Repository {
         token: &ContentToken,
         form: StoredForm,
     ) -> Option<StoredForm> {
-        [form, form.other()].into_iter().find(|f| {
+        form.candidates().iter().copied().find(|f| {
             self.store
                 .stat(&content_name(token, *f))
                 .is_ok_and(|m| m.is_some())
@@ -279,8 +284,10 @@ impl Repository {
         let Ok(object) = self.store.open(name) else {
             return false;
         };
-        let mut reader = ContentReader::new(object, form);
-        hash_reader(&mut reader).is_ok_and(|t| t == *token)
+        let Ok(mut reader) = self.reader(object, form, name) else {
+            return false;
+        };
+        hash_reader(&mut reader, self.tokens).is_ok_and(|t| t == *token)
     }
 
     /// Writes the content to `path` (created or truncated); returns its size.

@@ -23,6 +23,10 @@ pub enum StoredForm {
     Plain,
     /// A gzip file (one or more members), suffix `.gz`.
     Gzip,
+    /// In an encrypted repository: an age file (encrypted to the
+    /// repository's key) of a gzip stream, suffix `.gz.age`; in a pack, a
+    /// stored entry named `<token>.gz.age`.
+    Sealed,
 }
 
 impl StoredForm {
@@ -30,6 +34,7 @@ impl StoredForm {
         match self {
             StoredForm::Plain => "",
             StoredForm::Gzip => ".gz",
+            StoredForm::Sealed => ".gz.age",
         }
     }
 
@@ -37,6 +42,7 @@ impl StoredForm {
         match self {
             StoredForm::Plain => 0,
             StoredForm::Gzip => 1,
+            StoredForm::Sealed => 4,
         }
     }
 
@@ -44,6 +50,7 @@ impl StoredForm {
         match code {
             0 => Some(StoredForm::Plain),
             1 => Some(StoredForm::Gzip),
+            4 => Some(StoredForm::Sealed),
             _ => None,
         }
     }
@@ -156,7 +163,8 @@ impl RefIndex {
     /// Encodes as: magic, generation (u64 LE); with packs, the pack count
     /// and each pack's name (length byte, bytes) and size (varint); the
     /// entry count (u64 LE), then per entry, sorted by token: the token (32
-    /// bytes), the kind (1 byte: bit 0 gzip/deflate, bit 1 packed), and
+    /// bytes), the kind (1 byte: bit 0 gzip/deflate, bit 1 packed, bit 2
+    /// sealed: age of gzip, never with bit 0), and
     /// references, size, stored size and zero-since as LEB128 varints, and
     /// for a packed entry the pack's position in the table and the data's
     /// offset (an entry is ~40 bytes, not 65: the index is rewritten by
@@ -232,10 +240,10 @@ impl RefIndex {
             let token = ContentToken::from_slice(r.take(32)?).ok_or(IndexDecodeError::Truncated)?;
             let kind = r.take(1)?[0];
             let packed = kind & 2 != 0;
-            if kind > 3 || (packed && !with_packs) {
+            if kind & !7 != 0 || (packed && !with_packs) {
                 return Err(IndexDecodeError::BadForm(i));
             }
-            let form = StoredForm::from_code(kind & 1).ok_or(IndexDecodeError::BadForm(i))?;
+            let form = StoredForm::from_code(kind & 5).ok_or(IndexDecodeError::BadForm(i))?;
             let (refs, size, stored_size, zero_since) =
                 (r.varint()?, r.varint()?, r.varint()?, r.varint()?);
             let place = if packed {

@@ -7,7 +7,7 @@ use std::time::Duration;
 fn repo(compressed: bool) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("r");
-    Repository::create_dir(&dir, compressed).unwrap();
+    Repository::create_dir(&dir, &NewRepository::plain(compressed)).unwrap();
     (tmp, dir)
 }
 
@@ -290,7 +290,7 @@ fn failed_backup_gives_its_references_back() {
 fn repository_works_on_a_memory_store_with_faults() {
     for data in both_sizes(b"memory ") {
         let store = std::sync::Arc::new(crate::store::MemoryStore::named("r"));
-        Repository::create(store.as_ref(), true).unwrap();
+        Repository::create(store.as_ref(), &NewRepository::plain(true)).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path().join("a");
         fs::write(&a, &data).unwrap();

@@ -59,6 +59,44 @@ impl ContentToken {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// How a repository makes tokens: plain BLAKE3 (anyone holding a file can
+/// tell which content file is its copy: `b3sum`), or, in an encrypted
+/// repository, BLAKE3 keyed with the repository's token key, so equal
+/// content still has one name but names reveal nothing about content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TokenHasher {
+    Plain,
+    Keyed([u8; 32]),
+}
+
+impl TokenHasher {
+    /// A hasher to stream content into ([`ContentToken::from_hasher`]).
+    pub fn hasher(&self) -> blake3::Hasher {
+        match self {
+            TokenHasher::Plain => blake3::Hasher::new(),
+            TokenHasher::Keyed(key) => blake3::Hasher::new_keyed(key),
+        }
+    }
+
+    /// The token of an in-memory buffer.
+    pub fn of(&self, data: &[u8]) -> ContentToken {
+        match self {
+            TokenHasher::Plain => ContentToken::of(data),
+            TokenHasher::Keyed(key) => ContentToken(*blake3::keyed_hash(key, data).as_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for TokenHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        f.write_str(match self {
+            TokenHasher::Plain => "TokenHasher::Plain",
+            TokenHasher::Keyed(_) => "TokenHasher::Keyed",
+        })
+    }
+}
+
 impl FromStr for ContentToken {
     type Err = BadToken;
 
@@ -117,6 +155,20 @@ mod tests {
             ContentToken::of(b"").to_hex(),
             "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
         );
+    }
+
+    #[test]
+    fn keyed_tokens_differ_from_plain_and_stream_alike() {
+        let data = vec![9u8; 70_000];
+        let keyed = TokenHasher::Keyed([7; 32]);
+        assert_eq!(TokenHasher::Plain.of(&data), ContentToken::of(&data));
+        assert_ne!(keyed.of(&data), ContentToken::of(&data));
+        assert_ne!(keyed.of(&data), TokenHasher::Keyed([8; 32]).of(&data));
+        let mut h = keyed.hasher();
+        for chunk in data.chunks(1000) {
+            h.update(chunk);
+        }
+        assert_eq!(ContentToken::from_hasher(&h), keyed.of(&data));
     }
 
     #[test]

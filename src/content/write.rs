@@ -108,6 +108,16 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// The stored form and bytes of small content kept loose.
+    fn encode_loose(&self, data: &[u8]) -> (StoredForm, Vec<u8>) {
+        match &self.key {
+            Some(key) => (StoredForm::Sealed, codec::seal_small(data, key)),
+            None => codec::encode_small(data, self.prefer),
+        }
+    }
+}
+
 impl<'r> BackupSession<'r> {
     pub fn repository(&self) -> &'r Repository {
         self.repo
@@ -142,10 +152,13 @@ impl<'r> BackupSession<'r> {
             .map_err(source_err(what))?;
         let small = head.len() <= codec::SMALL_FILE;
         let (token, size) = if small {
-            (ContentToken::of(&head), head.len() as u64)
+            (self.repo.tokens.of(&head), head.len() as u64)
         } else {
-            codec::hash_stream(&mut std::io::Cursor::new(&head).chain(first))
-                .map_err(source_err(what))?
+            codec::hash_stream(
+                &mut std::io::Cursor::new(&head).chain(first),
+                self.repo.tokens,
+            )
+            .map_err(source_err(what))?
         };
         let revived = {
             let mut index = self.repo.index();
@@ -167,7 +180,7 @@ impl<'r> BackupSession<'r> {
         }
         let store = self.repo.store.as_ref();
         let (form, stored) = if small {
-            let (form, bytes) = codec::encode_small(&head, self.repo.prefer);
+            let (form, bytes) = self.repo.encode_loose(&head);
             let name = content_name(&token, form);
             self.repo.put_content(&token, || {
                 let mut o = store.create(&name)?;
@@ -178,7 +191,7 @@ impl<'r> BackupSession<'r> {
         } else {
             self.repo.put_content(&token, || {
                 let mut reader = TrackedReader::new(open().map_err(source_err(what))?);
-                let written = codec::write_stream(&mut reader, self.repo.prefer, |form| {
+                let written = codec::write_stream(&mut reader, self.repo.encoding(), |form| {
                     store
                         .create(&content_name(&token, form))
                         .map_err(std::io::Error::other)
@@ -258,7 +271,7 @@ impl<'r> BackupSession<'r> {
             .read_to_end(&mut head)
             .map_err(source_err)?;
         if head.len() as u64 <= MAX_PACKED {
-            if ContentToken::of(&head) != *token {
+            if self.repo.tokens.of(&head) != *token {
                 return Err(ContentError::DamagedContent {
                     place: format!("the source of content {token}"),
                 });
@@ -271,7 +284,7 @@ impl<'r> BackupSession<'r> {
         let mut size = 0;
         let (form, stored) = self.repo.put_content(token, || {
             let mut reader = TrackedReader::new(open()?);
-            let written = codec::write_stream(&mut reader, self.repo.prefer, |form| {
+            let written = codec::write_stream(&mut reader, self.repo.encoding(), |form| {
                 store
                     .create(&content_name(token, form))
                     .map_err(std::io::Error::other)
@@ -325,14 +338,14 @@ impl<'r> BackupSession<'r> {
     }
 
     fn store_small(&self, data: &[u8], path: &Path, purpose: Purpose) -> Result<ContentToken> {
-        let token = ContentToken::of(data);
+        let token = self.repo.tokens.of(data);
         if purpose == Purpose::Reference && self.add_reference_if_present(&token, path)? {
             return Ok(token);
         }
         if data.len() as u64 <= MAX_PACKED {
             return self.store_packed(token, data, purpose);
         }
-        let (form, bytes) = codec::encode_small(data, self.repo.prefer);
+        let (form, bytes) = self.repo.encode_loose(data);
         let store = self.repo.store.as_ref();
         let name = content_name(&token, form);
         self.repo.put_content(&token, || {
@@ -355,7 +368,7 @@ impl<'r> BackupSession<'r> {
         data: &[u8],
         purpose: Purpose,
     ) -> Result<ContentToken> {
-        let item = EncodedItem::encode(data, self.repo.prefer);
+        let item = EncodedItem::encode(data, self.repo.prefer, self.repo.key.as_deref());
         let stored = item.bytes.len() as u64;
         let fresh = |place| IndexEntry {
             refs: 0,
@@ -410,7 +423,7 @@ impl<'r> BackupSession<'r> {
         expected: u64,
         purpose: Purpose,
     ) -> Result<ContentToken> {
-        let (token, size) = codec::hash_stream(file).map_err(source_err(path))?;
+        let (token, size) = codec::hash_stream(file, self.repo.tokens).map_err(source_err(path))?;
         if size != expected {
             return Err(ContentError::ChangedWhileReading(path.to_owned()));
         }
@@ -422,7 +435,7 @@ impl<'r> BackupSession<'r> {
             file.seek(SeekFrom::Start(0)).map_err(source_err(path))?;
             let mut reader = TrackedReader::new(&mut *file);
             // The name depends on the form, known after the first batch.
-            let written = codec::write_stream(&mut reader, self.repo.prefer, |form| {
+            let written = codec::write_stream(&mut reader, self.repo.encoding(), |form| {
                 store
                     .create(&content_name(&token, form))
                     .map_err(std::io::Error::other)

@@ -198,6 +198,7 @@ mod tests {
                 timeout: std::time::Duration::from_secs(1),
                 on_wait: None,
             },
+            keys: crate::crypt::Keyring::none(),
         };
         let opts = GuiOptions {
             port: 0,

@@ -173,7 +173,7 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Reads what `<location>/epygibus.d` holds; changes nothing.
-pub fn survey(location: &Path) -> Result<Survey> {
+pub fn survey(location: &Path, keys: &crate::crypt::Keyring) -> Result<Survey> {
     let bad = |err| SetupError::BadLocation {
         path: location.to_owned(),
         err,
@@ -196,7 +196,14 @@ pub fn survey(location: &Path) -> Result<Survey> {
     for (host, host_dir) in subdirs(&root.join("snapshots"))? {
         for (user, user_dir) in subdirs(&host_dir)? {
             for (name, dir) in subdirs(&user_dir)? {
-                archives.push(found_archive(&host, &user, &name, &canon(&dir), &repos));
+                archives.push(found_archive(
+                    &host,
+                    &user,
+                    &name,
+                    &canon(&dir),
+                    &repos,
+                    keys,
+                ));
             }
         }
     }
@@ -239,15 +246,48 @@ fn path_of(bytes: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
 }
 
+/// The key of a sealed snapshot directory: that of the encrypted
+/// repository here whose key (from `keys`) opens its files.
+fn sealing_key(
+    raw: &crate::store::SharedStore,
+    repos: &[FoundRepo],
+    keys: &crate::crypt::Keyring,
+) -> Option<std::sync::Arc<crate::crypt::RepoKey>> {
+    repos.iter().filter(|r| r.problem.is_none()).find_map(|r| {
+        let key = crate::content::repository_key(&dir_store(&r.dir), keys).ok()??;
+        let sealed = crate::store::sealed::seal_if(raw.clone(), Some(&key));
+        let opens = match format::list_snapshots(sealed.as_ref()).ok()?.last() {
+            Some(newest) => format::read_header(sealed.as_ref(), newest).is_ok(),
+            None => spec::read(sealed.as_ref()).is_ok_and(|f| f.newest.is_some()),
+        };
+        opens.then_some(key)
+    })
+}
+
 fn found_archive(
     host: &str,
     user: &str,
     name: &str,
     dir: &Path,
     repos: &[FoundRepo],
+    keys: &crate::crypt::Keyring,
 ) -> FoundArchive {
-    let store = dir_store(dir);
+    let raw = dir_store(dir);
     let mut notes = Vec::new();
+    // An encrypted repository's archive: every file sealed with its key.
+    let store = match crate::store::sealed::holds_sealed(raw.as_ref()).unwrap_or(false) {
+        false => raw,
+        true => match sealing_key(&raw, repos, keys) {
+            Some(key) => crate::store::sealed::seal_if(raw, Some(&key)),
+            None => {
+                notes.push(
+                    "its files are encrypted, and no key this run has opens an encrypted repository here that they belong to (give --identity FILE)"
+                        .to_owned(),
+                );
+                raw
+            }
+        },
+    };
     let snapshots = match format::list_snapshots(store.as_ref()) {
         Ok(s) => s,
         Err(e) => {
@@ -476,7 +516,7 @@ enum ArchivePlan {
 /// configuration. Every reason to refuse is collected before anything is
 /// written; a failure while writing undoes what was written.
 pub fn attach(ctx: &Context, opts: &AttachOptions) -> Result<AttachReport> {
-    let survey = survey(&opts.location)?;
+    let survey = survey(&opts.location, &ctx.keys)?;
     let config = &ctx.config;
     let typed = opts.location.display().to_string();
     let refuse = |why: String| Err(OpError::AttachRefused(vec![why]));
@@ -944,7 +984,7 @@ fn apply(
     for (i, (a, plan)) in survey.archives.iter().zip(plans).enumerate() {
         if matches!(plan, ArchivePlan::New { .. } | ArchivePlan::Upgrade { .. }) {
             let repo_dir = a.repo_dir.as_ref().expect("planned with a repository");
-            registered_now[i] = ensure_registered(repo_dir, a)?;
+            registered_now[i] = ensure_registered(ctx, repo_dir, a)?;
         }
     }
     // An adopted archive's owner is this machine from now on; one of this
@@ -978,7 +1018,7 @@ fn apply(
 
 /// Registers the archive's snapshot directory in its repository unless
 /// some registration names it already; returns whether it wrote one.
-fn ensure_registered(repo_dir: &Path, a: &FoundArchive) -> Result<bool> {
+fn ensure_registered(ctx: &Context, repo_dir: &Path, a: &FoundArchive) -> Result<bool> {
     let store = dir_store(repo_dir);
     for reg in registrations_in(store.as_ref())?.into_iter().flatten() {
         let relative = reg.relative.as_ref().map(|r| repo_dir.join(r));
@@ -990,7 +1030,7 @@ fn ensure_registered(repo_dir: &Path, a: &FoundArchive) -> Result<bool> {
             return Ok(false);
         }
     }
-    let repo = Repository::open(store, Access::ReadOnly)?;
+    let repo = Repository::open_with(store, Access::ReadOnly, &ctx.keys)?;
     let relative = fsio::relative_path(repo_dir, &a.dir);
     repo.register_user(
         &format!("{}--{}--{}", a.host, a.user, a.name),

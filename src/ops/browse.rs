@@ -286,7 +286,7 @@ impl Browser {
                 "{path} is not a regular file in snapshot {stamp}"
             )));
         };
-        let repo = Source::resolve(&self.ctx, source)?.open_repo_read_only()?;
+        let repo = Source::resolve(&self.ctx, source)?.open_repo_read_only(&self.ctx)?;
         let reader = repo.open_contents_read_only(token)?;
         Ok((found, Box::new(reader)))
     }
@@ -309,7 +309,7 @@ impl Browser {
             )));
         }
         let (_, snap) = self.tree(source, stamp)?;
-        let repo = Source::resolve(&self.ctx, source)?.open_repo_read_only()?;
+        let repo = Source::resolve(&self.ctx, source)?.open_repo_read_only(&self.ctx)?;
         let abs = check_path(path)?;
         let dir = match retrieve::find(&snap.root, &abs) {
             Some(NodeRef::Root(d)) | Some(NodeRef::Node(Node::Dir(d))) => d,

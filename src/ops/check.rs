@@ -64,7 +64,9 @@ pub fn check(
     let mut rebuilt = Vec::new();
     let mut rebuilding = false;
     let repo = match (req.repair, ctx.lock_at(&repo_dir, command)) {
-        (false, _) => Repository::open(super::store_at(&repo_dir), Access::ReadOnly)?,
+        (false, _) => {
+            Repository::open_with(super::store_at(&repo_dir), Access::ReadOnly, &ctx.keys)?
+        }
         (true, Ok(repo)) => repo,
         (
             true,
@@ -76,7 +78,8 @@ pub fn check(
                 command,
                 wait: ctx.lock_wait(),
             };
-            let (repo, aside) = Repository::open_rebuilding(super::store_at(&repo_dir), access)?;
+            let (repo, aside) =
+                Repository::open_rebuilding(super::store_at(&repo_dir), access, &ctx.keys)?;
             rebuilt = aside;
             rebuilding = true;
             repo

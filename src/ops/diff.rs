@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::source::{Source, SourceSpec, archive};
 use super::{Context, OpError, Result};
+use crate::content::TokenHasher;
 use crate::progress::Progress;
 use crate::snapshot::diff::{DiffReport, diff};
 use crate::snapshot::exclude::Excludes;
@@ -166,9 +167,14 @@ fn live(
         force_read: false,
         skip_dirs,
     };
+    let tokens = a
+        .key
+        .as_ref()
+        .map_or(TokenHasher::Plain, |k| TokenHasher::Keyed(k.token_key()));
     let built = live_tree(
         &plan,
         (&previous.root, previous.header.started_ns),
+        tokens,
         progress,
     );
     progress.finish();

@@ -45,7 +45,11 @@ pub fn registered(repo: &Repository) -> Result<Registered> {
         };
         out.shared |= reg.is_other_host(&host);
         match registered_location(repo.location(), &reg) {
-            Ok(location) => out.stores.push(store_at(&location)),
+            // An encrypted repository's archives keep sealed snapshots.
+            Ok(location) => out.stores.push(crate::store::sealed::seal_if(
+                store_at(&location),
+                repo.key(),
+            )),
             Err(why) => out.unreadable.push(why),
         }
     }

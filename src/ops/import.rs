@@ -317,6 +317,7 @@ impl Job {
             keep_broken_soft_links: keep_broken,
             compare_inodes: false,
             policy: None,
+            keys: ctx.keys.clone(),
         };
         // The original matched its globs with fnmatch; one this epygibus
         // cannot read is left out rather than losing the whole archive.

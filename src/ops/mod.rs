@@ -145,11 +145,13 @@ pub struct LockSettings {
     pub on_wait: Option<OnLockWait>,
 }
 
-/// What every operation needs: the configuration and the lock policy.
+/// What every operation needs: the configuration, the lock policy and
+/// where keys of encrypted repositories come from.
 #[derive(Clone)]
 pub struct Context {
     pub config: crate::config::Config,
     pub lock: LockSettings,
+    pub keys: crate::crypt::Keyring,
 }
 
 impl Context {
@@ -171,7 +173,7 @@ impl Context {
         let spec = self.config.repo(&name)?;
         Ok((
             name,
-            Repository::open(store_at(&spec.location), Access::ReadOnly)?,
+            Repository::open_with(store_at(&spec.location), Access::ReadOnly, &self.keys)?,
         ))
     }
 
@@ -184,12 +186,13 @@ impl Context {
     }
 
     fn lock_at(&self, location: &Location, command: &str) -> Result<Repository> {
-        Ok(Repository::open(
+        Ok(Repository::open_with(
             store_at(location),
             Access::Locked {
                 command,
                 wait: self.lock_wait(),
             },
+            &self.keys,
         )?)
     }
 }

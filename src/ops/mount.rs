@@ -48,6 +48,8 @@ type KeptTree = ((usize, i64), Arc<Snapshot>);
 /// The archives a mount shows.
 pub struct Catalog {
     archives: Vec<Shown>,
+    /// Where keys of encrypted repositories come from.
+    keys: crate::crypt::Keyring,
     refresh: Duration,
     /// Recently used trees, most recent last.
     trees: Mutex<Vec<KeptTree>>,
@@ -132,6 +134,7 @@ impl Catalog {
         }
         Ok(Catalog {
             archives,
+            keys: ctx.keys.clone(),
             refresh: req.refresh,
             trees: Mutex::new(Vec::new()),
         })
@@ -202,7 +205,7 @@ impl Catalog {
         let a = &self.archives[archive];
         let repo = a.repo.get_or_init(|| {
             let dir = a.repo_dir.as_ref().map_err(String::clone)?;
-            Repository::open(super::store_at(dir), Access::ReadOnly)
+            Repository::open_with(super::store_at(dir), Access::ReadOnly, &self.keys)
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         });
@@ -262,6 +265,7 @@ mod tests {
                 repo: OnceLock::new(),
                 listing: Mutex::new((Vec::new(), Instant::now())),
             }],
+            keys: crate::crypt::Keyring::none(),
             refresh: Duration::from_millis(200),
             trees: Mutex::new(Vec::new()),
         };

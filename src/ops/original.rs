@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::restore::{Listed, RestoreRequest, Selection};
 use super::{OpError, Result};
-use crate::content::{ContentToken, hash_reader};
+use crate::content::{ContentToken, TokenHasher, hash_reader};
 use crate::legacy::repo::{self as orig_repo, RefEntry};
 use crate::legacy::sha1::Sha1Hex;
 use crate::legacy::{self, OrigDir, OrigName, OrigNode, OrigSnapshot, convert};
@@ -310,7 +310,7 @@ fn hash_original(repo: &Path, sha1: &Sha1Hex) -> Hashed {
         inner: reader,
         n: 0,
     };
-    let token = hash_reader(&mut counted).map_err(|e| e.to_string())?;
+    let token = hash_reader(&mut counted, TokenHasher::Plain).map_err(|e| e.to_string())?;
     Ok((token, counted.n))
 }
 

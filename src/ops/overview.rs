@@ -168,7 +168,7 @@ pub fn repos(ctx: &Context) -> Vec<RepoSummary> {
                 Ok(spec) => {
                     let store = store_at(&spec.location);
                     let lock = lock_of(ctx, name.as_str());
-                    let stats = Repository::open(store, Access::ReadOnly)
+                    let stats = Repository::open_with(store, Access::ReadOnly, &ctx.keys)
                         .map(|r| r.stats())
                         .map_err(|e| e.to_string());
                     (stats, lock)

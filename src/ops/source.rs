@@ -10,10 +10,13 @@ use std::path::Path;
 use super::{Context, OpError, Result, store_at};
 use crate::config::{ArchiveSpec, Attachment, Name};
 use crate::content::{Access, ContentError, LockError, Repository};
+use crate::crypt::RepoKey;
 use crate::snapshot::format::{self, RepoRef, Snapshot, SnapshotName};
 use crate::snapshot::select;
 use crate::snapshot::spec;
+use crate::store::sealed::seal_if;
 use crate::store::{Location, SharedStore};
+use std::sync::Arc;
 
 /// Which snapshots a command works on.
 #[derive(Clone, Debug)]
@@ -37,10 +40,13 @@ impl SourceSpec {
     }
 }
 
-/// A configured archive with its snapshot store.
+/// A configured archive with its snapshot store (sealed when its
+/// repository is encrypted).
 pub struct Archive {
     pub spec: ArchiveSpec,
     pub snapshots: SharedStore,
+    /// The repository key its snapshots are sealed with.
+    pub key: Option<Arc<RepoKey>>,
     /// Whether this machine made it, reads it only, or adopted it.
     pub attachment: Attachment,
 }
@@ -51,11 +57,38 @@ pub fn archive(ctx: &Context, name: &str) -> Result<Archive> {
     let spec = ctx.config.archive(&name)?;
     let attachment = ctx.config.archive_attachment(&name)?;
     let snapshots = store_at(&spec.snapshot_dir);
+    let key = sealing_key(ctx, &spec, &snapshots)?;
     Ok(Archive {
         spec,
-        snapshots,
+        snapshots: seal_if(snapshots, key.as_ref()),
+        key,
         attachment,
     })
+}
+
+/// The key an archive's snapshots are sealed with: its repository's, when
+/// that is encrypted. A repository that cannot be reached decides nothing
+/// (listings work without it), unless the snapshots are sealed: then
+/// nothing may be read or written without the key.
+fn sealing_key(
+    ctx: &Context,
+    spec: &ArchiveSpec,
+    snapshots: &SharedStore,
+) -> Result<Option<Arc<RepoKey>>> {
+    if let Ok(repo) = ctx.config.repo(&spec.repo) {
+        match crate::content::repository_key(&store_at(&repo.location), &ctx.keys) {
+            Ok(key) => return Ok(key),
+            Err(ContentError::Crypt(e)) => return Err(ContentError::Crypt(e).into()),
+            Err(_) => {}
+        }
+    }
+    if crate::store::sealed::holds_sealed(snapshots.as_ref()).unwrap_or(false) {
+        return Err(OpError::Invalid(format!(
+            "the snapshots of archive `{}` are encrypted, and the key of its repository `{}` cannot be read; make the repository reachable (is its disk mounted?) and run the command again",
+            spec.name, spec.repo
+        )));
+    }
+    Ok(None)
 }
 
 /// The backup location holding a snapshot directory
@@ -131,6 +164,8 @@ impl Archive {
 /// A snapshot directory and the repository its snapshots use.
 pub struct Source {
     pub snapshots: SharedStore,
+    /// The key the snapshots are sealed with (an encrypted repository's).
+    pub key: Option<Arc<RepoKey>>,
     /// Err when the repository cannot be found; reported only when
     /// content is needed (listings work without it).
     repo_dir: std::result::Result<Location, String>,
@@ -141,6 +176,7 @@ impl Source {
         match spec {
             SourceSpec::Archive(name) => {
                 let a = archive(ctx, name)?;
+                let key = a.key.clone();
                 let repo_dir = ctx
                     .config
                     .repo(&a.spec.repo)
@@ -149,6 +185,7 @@ impl Source {
                 Ok(Source {
                     snapshots: a.snapshots,
                     repo_dir,
+                    key,
                 })
             }
             SourceSpec::SnapshotDir(dir) => {
@@ -157,7 +194,12 @@ impl Source {
                 {
                     return Err(OpError::NoSnapshotDir(d.clone()));
                 }
-                let snapshots = store_at(dir);
+                let raw = store_at(dir);
+                let key = match crate::store::sealed::holds_sealed(raw.as_ref())? {
+                    true => Some(sealed_repository_key(ctx, dir, &raw)?),
+                    false => None,
+                };
+                let snapshots = seal_if(raw, key.as_ref());
                 let names = format::list_snapshots(snapshots.as_ref())?;
                 if names.is_empty() {
                     return Err(OpError::EmptySnapshotDir(snapshots.location().clone()));
@@ -177,6 +219,7 @@ impl Source {
                 Ok(Source {
                     snapshots,
                     repo_dir,
+                    key,
                 })
             }
         }
@@ -200,10 +243,11 @@ impl Source {
     }
 
     /// Opens the repository for statistics only.
-    pub fn open_repo_read_only(&self) -> Result<Repository> {
-        Ok(Repository::open(
+    pub fn open_repo_read_only(&self, ctx: &Context) -> Result<Repository> {
+        Ok(Repository::open_with(
             store_at(self.repo_dir()?),
             Access::ReadOnly,
+            &ctx.keys,
         )?)
     }
 
@@ -219,9 +263,91 @@ impl Source {
                     Some(libc::EROFS) | Some(libc::EACCES)
                 ) =>
             {
-                Ok(Repository::open(store_at(dir), Access::ReadOnly)?)
+                Ok(Repository::open_with(
+                    store_at(dir),
+                    Access::ReadOnly,
+                    &ctx.keys,
+                )?)
             }
             other => other,
+        }
+    }
+}
+
+/// The key of a sealed snapshot directory found without configuration:
+/// its snapshots name their repository only inside the encryption, so the
+/// encrypted repositories of the same backup location
+/// (`epygibus.d/repos/<user>/<name>` beside `epygibus.d/snapshots/…`)
+/// are tried, each with the keys this run has, until one's key opens the
+/// newest snapshot.
+fn sealed_repository_key(ctx: &Context, dir: &Location, raw: &SharedStore) -> Result<Arc<RepoKey>> {
+    let newest = raw
+        .list("")?
+        .into_iter()
+        .filter_map(|m| {
+            m.name
+                .strip_suffix(crate::store::sealed::SEALED_SUFFIX)
+                .map(str::to_owned)
+        })
+        .filter_map(|n| SnapshotName::parse(n.as_bytes()))
+        .max_by_key(|n| n.secs);
+    let repos = dir.join("../../../../repos");
+    let mut last_error = None;
+    for candidate in repository_dirs(&repos) {
+        match crate::content::repository_key(&store_at(&candidate), &ctx.keys) {
+            Ok(Some(key)) => {
+                let sealed = seal_if(raw.clone(), Some(&key));
+                let opens = newest.is_none_or(|n| format::read_header(sealed.as_ref(), &n).is_ok());
+                if opens {
+                    return Ok(key);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(match last_error {
+        Some(e) => e.into(),
+        None => OpError::Invalid(format!(
+            "the snapshots in {dir} are encrypted, and no repository beside them (in {repos}) whose key this run has opens them; give the identity with --identity FILE"
+        )),
+    })
+}
+
+/// The repository directories under `repos` (`<user>/<name>` holding a
+/// `format`).
+fn repository_dirs(repos: &Location) -> Vec<Location> {
+    match repos {
+        Location::Dir(d) => {
+            let d = crate::fsio::clean_path(d);
+            std::fs::read_dir(&d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|user| {
+                    std::fs::read_dir(user.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                })
+                .map(|repo| repo.path())
+                .filter(|p| p.join("format").is_file())
+                .map(Location::Dir)
+                .collect()
+        }
+        other => {
+            let store = store_at(other);
+            let mut found: Vec<Location> = store
+                .list("")
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| {
+                    let parent = m.name.strip_suffix("/format")?;
+                    (parent.matches('/').count() == 1).then(|| other.join(parent))
+                })
+                .collect();
+            found.dedup();
+            found
         }
     }
 }

@@ -29,6 +29,10 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
     #[error("snapshot file {place} is corrupt: {reason}")]
     Corrupt { place: String, reason: String },
+    #[error(
+        "snapshot {0} stays compressed: the archive's repository is encrypted, and its snapshots are always compressed, then encrypted"
+    )]
+    SealedStaysCompressed(String),
 }
 
 type Result<T, E = SnapshotError> = std::result::Result<T, E>;
@@ -227,7 +231,15 @@ pub fn read_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<Snapshot> {
 /// The uncompressed bytes of a snapshot file.
 pub fn read_plain_bytes(dir: &dyn Store, name: &SnapshotName) -> Result<Vec<u8>> {
     let file = name.file_name();
-    let raw = dir.read(&file)?;
+    let raw = match dir.read(&file) {
+        Ok(raw) => raw,
+        // A sealed file that does not decrypt is damaged (check --repair
+        // sets it aside), not a disk that cannot be read.
+        Err(e) if dir.is_sealed() && e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(corrupt(&dir.place(&file), e.source));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !name.compressed {
         return Ok(raw);
     }
@@ -286,6 +298,9 @@ pub fn write_snapshot(
     snapshot: &Snapshot,
     compressed: bool,
 ) -> Result<SnapshotName> {
+    // An encrypted archive's snapshots are compressed before they are
+    // encrypted, whatever was asked.
+    let compressed = compressed || dir.is_sealed();
     let plain = encode(snapshot);
     let bytes = if compressed { gzip(&plain) } else { plain };
     let secs = match snapshot.header.time_ns {
@@ -309,14 +324,24 @@ pub fn write_snapshot(
     }
 }
 
+/// The name a snapshot of `name`'s second gets in `dir`: compressed in an
+/// encrypted archive's directory.
+pub fn name_in(dir: &dyn Store, name: &SnapshotName) -> SnapshotName {
+    SnapshotName {
+        compressed: name.compressed || dir.is_sealed(),
+        ..*name
+    }
+}
+
 /// Writes a snapshot durably under exactly `name` (a copy keeps its
-/// original's name); false, writing nothing, when a snapshot of that
-/// second exists in either form.
+/// original's name; see [`name_in`]); false, writing nothing, when a
+/// snapshot of that second exists in either form.
 pub fn write_snapshot_as(
     dir: &dyn Store,
     snapshot: &Snapshot,
     name: &SnapshotName,
 ) -> Result<bool> {
+    let name = &name_in(dir, name);
     if dir.stat(&name.other_form().file_name())?.is_some() {
         return Ok(false);
     }
@@ -328,6 +353,9 @@ pub fn write_snapshot_as(
 /// Rewrites a snapshot file in the other form (gzip or plain). The new file
 /// is durable before the old one is removed; readers accept either.
 pub fn convert_snapshot(dir: &dyn Store, name: &SnapshotName) -> Result<SnapshotName> {
+    if dir.is_sealed() && name.compressed {
+        return Err(SnapshotError::SealedStaysCompressed(name.stamp()));
+    }
     let plain = read_plain_bytes(dir, name)?;
     decode(&plain, &dir.place(&name.file_name()))?;
     let target = name.other_form();

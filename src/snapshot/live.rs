@@ -4,7 +4,8 @@
 //! calls unchanged keeps the snapshot's token and is never opened; the
 //! others are read and hashed, so a `touch` without a change in content
 //! is told apart from an edit. Nothing is stored and no reference is
-//! counted: the repository is not even opened.
+//! counted: the repository is not even opened (an encrypted one's token
+//! key comes with the key that opened the snapshot).
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,11 +13,11 @@ use std::path::Path;
 
 use super::generate::{self, BackupPlan, Built, ContentSink};
 use super::model::DirNode;
-use crate::content::{ContentError, ContentToken, hash_reader};
+use crate::content::{ContentError, ContentToken, TokenHasher, hash_reader};
 use crate::progress::Progress;
 
-/// Hashes files instead of storing them.
-pub struct HashOnly;
+/// Hashes files instead of storing them, as the repository makes tokens.
+pub struct HashOnly(pub TokenHasher);
 
 impl ContentSink for HashOnly {
     /// The previous snapshot's token is right for a file the predicate
@@ -45,7 +46,7 @@ impl ContentSink for HashOnly {
             inner: &mut file,
             n: 0,
         };
-        let token = hash_reader(&mut counted).map_err(source)?;
+        let token = hash_reader(&mut counted, self.0).map_err(source)?;
         if counted.n != meta.len() {
             return Err(ContentError::ChangedWhileReading(path.to_owned()));
         }
@@ -75,7 +76,8 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
 pub fn live_tree(
     plan: &BackupPlan,
     previous: (&DirNode, i64),
+    tokens: TokenHasher,
     progress: &dyn Progress,
 ) -> Result<Built, ContentError> {
-    generate::build_tree(&HashOnly, plan, Some(previous), progress)
+    generate::build_tree(&HashOnly(tokens), plan, Some(previous), progress)
 }

@@ -288,6 +288,18 @@ impl DirNode {
         tokens
     }
 
+    /// Replaces every file's token by what `map` gives (a copy between
+    /// repositories that make tokens differently).
+    pub fn map_tokens(&mut self, map: &dyn Fn(&ContentToken) -> ContentToken) {
+        for entry in &mut self.entries {
+            match &mut entry.node {
+                Node::Dir(d) => d.map_tokens(map),
+                Node::File(f) => f.token = map(&f.token),
+                Node::Link(_) => {}
+            }
+        }
+    }
+
     /// Counts of (directories, files, symlinks, content bytes) below here.
     pub fn counts(&self) -> TreeCounts {
         let mut c = TreeCounts::default();

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::model::{Attrs, DirNode, FileName, FileNode, LinkNode, Node};
-use crate::content::{BatchData, ContentError, ContentToken, Repository};
+use crate::content::{BatchData, ContentError, ContentToken, Repository, TokenHasher};
 
 /// Where a restore reads content: the repository, or a view of another
 /// store of the same content (the original epygibus's repository, read
@@ -30,6 +30,11 @@ use crate::content::{BatchData, ContentError, ContentToken, Repository};
 pub trait ContentSource: Sync {
     /// A reader of the content `token` names.
     fn open_content(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>>;
+
+    /// How the tokens were made, to check what is read against them.
+    fn token_hasher(&self) -> TokenHasher {
+        TokenHasher::Plain
+    }
 
     /// The tokens (by position) in groups read together, in the order to
     /// read them; by default each alone, in the order given.
@@ -72,6 +77,10 @@ impl<S: ContentSource + ?Sized> ReadGroup for Single<'_, S> {
 }
 
 impl ContentSource for Repository {
+    fn token_hasher(&self) -> TokenHasher {
+        Repository::token_hasher(self)
+    }
+
     fn open_content(&self, token: &ContentToken) -> io::Result<Box<dyn Read + Send + '_>> {
         match self.open_contents_read_only(token) {
             Ok(r) => Ok(Box::new(r)),
@@ -637,7 +646,7 @@ impl<'s> Restorer<'s> {
         match now {
             Existing::Nothing => {}
             Existing::File { size, .. } if size == job.node.size => {
-                if same_content(&dir.fd, job.name, &job.node.token) {
+                if same_content(&dir.fd, job.name, &job.node.token, self.repo.token_hasher()) {
                     return Ok(Outcome::Unchanged);
                 }
                 if !self.opts.overwrite {
@@ -698,24 +707,26 @@ impl<'s> Restorer<'s> {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| classify("create", path, errno(e)))?;
-        let written = copy_checked(&mut reader, File::from(fd), node, path).and_then(|file| {
-            let fd = OwnedFd::from(file);
-            apply_owner_and_mode(&fd, &node.attrs, self.opts.set_owner);
-            drop(fd);
-            if !fresh {
-                rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
-                    .map_err(|e| classify("rename into place", path, errno(e)))?;
-            }
-            settle_close(dir, name);
-            // Times last, by name: over SMB the rename resets the mtime.
-            let _ = rustix::fs::utimensat(
-                dir,
-                name.as_bytes(),
-                &timestamps(&node.attrs),
-                AtFlags::SYMLINK_NOFOLLOW,
-            );
-            Ok(())
-        });
+        let tokens = self.repo.token_hasher();
+        let written =
+            copy_checked(&mut reader, File::from(fd), node, path, tokens).and_then(|file| {
+                let fd = OwnedFd::from(file);
+                apply_owner_and_mode(&fd, &node.attrs, self.opts.set_owner);
+                drop(fd);
+                if !fresh {
+                    rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
+                        .map_err(|e| classify("rename into place", path, errno(e)))?;
+                }
+                settle_close(dir, name);
+                // Times last, by name: over SMB the rename resets the mtime.
+                let _ = rustix::fs::utimensat(
+                    dir,
+                    name.as_bytes(),
+                    &timestamps(&node.attrs),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                );
+                Ok(())
+            });
         if written.is_err() {
             let _ = rustix::fs::unlinkat(dir, first_name, AtFlags::empty());
         }
@@ -828,8 +839,9 @@ fn copy_checked(
     mut out: File,
     node: &FileNode,
     path: &Path,
+    tokens: TokenHasher,
 ) -> Result<File, FileFailure> {
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = tokens.hasher();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -883,7 +895,7 @@ fn same_inode(a: &Existing, b: &Existing) -> bool {
 }
 
 /// True when the file `name` in `dir` has exactly the content of `token`.
-fn same_content(dir: &OwnedFd, name: &FileName, token: &ContentToken) -> bool {
+fn same_content(dir: &OwnedFd, name: &FileName, token: &ContentToken, tokens: TokenHasher) -> bool {
     let Ok(fd) = rustix::fs::openat(
         dir,
         name.as_bytes(),
@@ -893,7 +905,7 @@ fn same_content(dir: &OwnedFd, name: &FileName, token: &ContentToken) -> bool {
         return false;
     };
     let mut file = File::from(fd);
-    crate::content::hash_reader(&mut file).is_ok_and(|t| t == *token)
+    crate::content::hash_reader(&mut file, tokens).is_ok_and(|t| t == *token)
 }
 
 /// Renames `name` to `name.~epygibus-<stamp>~` (adding `-N` if taken).

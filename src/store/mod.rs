@@ -12,6 +12,7 @@
 pub mod local;
 pub mod memory;
 pub mod s3;
+pub mod sealed;
 
 #[doc(hidden)]
 pub mod conformance;
@@ -25,6 +26,7 @@ use std::time::SystemTime;
 pub use local::LocalStore;
 pub use memory::{Fault, MemoryStore};
 pub use s3::{S3Location, S3Store};
+pub use sealed::SealedStore;
 
 /// Where a store keeps its objects, for messages and for finding things
 /// relative to each other (a snapshot directory's repository).
@@ -278,6 +280,12 @@ pub trait Store: Send + Sync {
 
     /// Removes one leftover.
     fn remove_leftover(&self, leftover: &Leftover) -> Result<()>;
+
+    /// True when every object is encrypted on its way down
+    /// ([`SealedStore`]): an encrypted archive's snapshot directory.
+    fn is_sealed(&self) -> bool {
+        false
+    }
 }
 
 /// Shared handle to a store.

@@ -44,6 +44,12 @@
 //!
 //! Every invocation sets `EPYGIBUS_CONFIG_DIR`, `EPYGIBUS_DATA_DIR` and
 //! `HOME` inside the case's temp dir and uses `--lock-wait 5`.
+//!
+//! `killed_encrypted_runs_lose_nothing` runs the same harness on an
+//! encrypted repository (`new_repo --encrypt`, the key kept on the
+//! machine as `new_repo` keeps it): `bu`, `del`, `prune` and `forget` are
+//! killed (an encrypted repository has nothing for `compress` to convert);
+//! `EPYGIBUS_CRASH_ENCRYPTED_POINTS` sets its kill points (default 40).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -85,9 +91,31 @@ struct Settings {
     /// Go on after a regression of the fixed empty-lock bug (see
     /// [`Case::next_backup`]).
     continue_on_empty_lock: bool,
+    /// The repository is encrypted; `compress` is not killed.
+    encrypted: bool,
 }
 
 impl Settings {
+    /// The settings of the encrypted variant: the same variables, but its
+    /// own number of kill points.
+    fn encrypted_from_env() -> Settings {
+        let points = std::env::var("EPYGIBUS_CRASH_ENCRYPTED_POINTS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(40);
+        Settings {
+            // Four of the six kinds are killed.
+            per_op: points.div_ceil(4).max(1),
+            encrypted: true,
+            ..Settings::from_env()
+        }
+    }
+
+    /// Whether `op` is killed in this variant.
+    fn kills(&self, op: Op) -> bool {
+        !(self.encrypted && matches!(op, Op::CompressRepo | Op::CompressSnap))
+    }
+
     fn from_env() -> Settings {
         let num = |name: &str, default: u64| -> u64 {
             match std::env::var(name) {
@@ -107,6 +135,7 @@ impl Settings {
             verbose: std::env::var_os("EPYGIBUS_CRASH_VERBOSE").is_some_and(|v| v != "0"),
             continue_on_empty_lock: std::env::var_os("EPYGIBUS_CRASH_CONTINUE_ON_EMPTY_LOCK")
                 .is_some_and(|v| v != "0"),
+            encrypted: false,
         }
     }
 
@@ -776,9 +805,11 @@ impl<'s> Case<'s> {
         for entry in fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name();
             let name = name.to_string_lossy();
+            // An encrypted archive's snapshots are sealed: `<name>.age`.
+            let name = name.strip_suffix(".age").unwrap_or(&name);
             let (stamp, compressed) = match name.strip_suffix(".gz") {
                 Some(stem) => (stem, true),
-                None => (&*name, false),
+                None => (name, false),
             };
             let is_stamp = stamp.len() == 19
                 && stamp.bytes().enumerate().all(|(i, b)| {
@@ -804,7 +835,10 @@ impl<'s> Case<'s> {
         let loc = format!("--location={}", self.world.root.join("loc").display());
         let src = self.world.src().display().to_string();
         // Odd cases store new content plain: both forms get killed.
-        if self.id % 2 == 1 {
+        if self.settings.encrypted {
+            let (_, public) = crate::world::crypt::new_identity(&self.world.root, "identity.txt");
+            self.ok(&["new_repo", "--encrypt", "--recipient", &public, &loc, REPO]);
+        } else if self.id % 2 == 1 {
             self.ok(&["new_repo", "-U", &loc, REPO]);
         } else {
             self.ok(&["new_repo", &loc, REPO]);
@@ -821,6 +855,10 @@ impl<'s> Case<'s> {
         self.forget_deleted();
         let d = self.timed(&["prune", "-R", REPO]);
         self.durations[Op::Prune.index()] = d;
+        if self.settings.encrypted {
+            self.measure_forget();
+            return;
+        }
         let a = self.timed(&["compress", "-U", "-R", REPO]);
         let b = self.timed(&["compress", "-R", REPO]);
         self.durations[Op::CompressRepo.index()] = a.max(b);
@@ -832,6 +870,12 @@ impl<'s> Case<'s> {
             best = best.min(a.max(b));
         }
         self.durations[Op::CompressSnap.index()] = best;
+        self.measure_forget();
+    }
+
+    /// The end of the setup: measures `forget`, then checks and restores
+    /// everything once before any kill.
+    fn measure_forget(&mut self) {
         self.tree.mutate(&mut self.rng, false);
         self.backup(&[], "bu before measuring forget");
         let d = self.timed(&["forget", "-A", ARCHIVE, "--keep-last", "1"]);
@@ -1262,12 +1306,20 @@ fn run_case(id: usize, settings: &Settings) -> Stats {
         plans.push(mine);
     }
     let rounds = plans.iter().map(Vec::len).max().unwrap_or(0);
-    let mine: usize = plans.iter().map(Vec::len).sum();
+    let mine: usize = OPS
+        .iter()
+        .zip(&plans)
+        .filter(|(op, _)| settings.kills(**op))
+        .map(|(_, p)| p.len())
+        .sum();
     let mut done = 0;
     'rounds: for round in 0..rounds {
         for (op, plan) in OPS.iter().zip(&plans) {
             if STOP.load(Ordering::SeqCst) {
                 break 'rounds;
+            }
+            if !settings.kills(*op) {
+                continue;
             }
             if let Some(&i) = plan.get(round) {
                 case.kill_point(*op, i, n);
@@ -1287,7 +1339,15 @@ fn run_case(id: usize, settings: &Settings) -> Stats {
 
 #[test]
 fn killed_runs_lose_nothing() {
-    let settings = Settings::from_env();
+    run_harness(Settings::from_env());
+}
+
+#[test]
+fn killed_encrypted_runs_lose_nothing() {
+    run_harness(Settings::encrypted_from_env());
+}
+
+fn run_harness(settings: Settings) {
     let began = Instant::now();
     let results: Vec<std::thread::Result<Stats>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..settings.cases)
@@ -1335,6 +1395,9 @@ fn killed_runs_lose_nothing() {
         Some(min) if min != total.max_restored => format!("{min}-{}", total.max_restored),
         _ => total.max_restored.to_string(),
     };
+    if settings.encrypted {
+        eprintln!("crash: encrypted repository (compress is not killed)");
+    }
     eprintln!(
         "crash: measured D (max over cases): {}",
         durations.join(", ")
@@ -1352,9 +1415,17 @@ fn killed_runs_lose_nothing() {
         total.pack_changes[Op::Bu.index()],
         total.pack_changes[Op::Del.index()],
     );
-    assert!(
+    // Encrypted, nothing but bu, del and prune writes or removes packs.
+    let packs_in_play = if settings.encrypted {
+        [Op::Bu, Op::Del, Op::Prune]
+            .iter()
+            .any(|op| total.pack_changes[op.index()] > 0)
+    } else {
         total.pack_changes[Op::Prune.index()] > 0
-            && total.pack_changes[Op::CompressRepo.index()] > 0,
+            && total.pack_changes[Op::CompressRepo.index()] > 0
+    };
+    assert!(
+        packs_in_play,
         "no kill point of prune or compress -R had packs in play: the harness lost its coverage of repacking"
     );
     let known = if total.deferred.is_empty() {

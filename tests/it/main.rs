@@ -12,6 +12,7 @@ mod backup_cli;
 mod browse;
 mod concurrency;
 mod crash;
+mod crypt;
 mod damaged;
 mod forget_cli;
 #[cfg(feature = "gui")]

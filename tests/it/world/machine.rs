@@ -89,6 +89,8 @@ impl Machine {
             .env_remove("EDITOR")
             .env_remove("XDG_DATA_HOME")
             .env_remove("XDG_CONFIG_HOME")
+            .env_remove("EPYGIBUS_IDENTITY")
+            .env_remove("EPYGIBUS_PASSPHRASE")
             .current_dir(&self.cwd);
         for k in AWS_VARS {
             c.env_remove(k);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+pub mod crypt;
 pub mod data;
 pub mod files;
 pub mod lib_api;
