@@ -276,9 +276,8 @@ fn is_unsupported(e: &io::Error) -> bool {
 
 /// Renames `from` to `to` only if `to` does not exist. Returns `Ok(false)`
 /// when it exists. Uses `renameat2(RENAME_NOREPLACE)` where the file system
-/// supports it; elsewhere (FUSE, SMB) checks first and then renames, which
-/// is safe for our files because a name that exists already holds the same
-/// content (content files) or is never reused (generations, snapshots).
+/// supports it; elsewhere (FUSE, SMB) checks first and then renames under
+/// a claim directory, so that two clients of one share never both win.
 pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
     // Once refused (FUSE, SMB), not asked again: each refusal is a round
     // trip to the server.
@@ -316,13 +315,60 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
     }
 }
 
-/// The fallback where `renameat2(RENAME_NOREPLACE)` is refused.
+/// The fallback where `renameat2(RENAME_NOREPLACE)` is refused: check,
+/// then rename, under a claim on `to`. Without the claim two SMB clients
+/// can both find `to` absent and both rename, the second replacing the
+/// first (seen as lost index counts when two machines commit the same
+/// index generation). Making a directory is atomic on the server, so one
+/// claim wins; the other run waits for `to` to appear.
 fn check_then_rename(from: &Path, to: &Path) -> io::Result<bool> {
-    if fs::symlink_metadata(to).is_ok() {
+    let claim = claim_path(to)?;
+    if !take_claim(&claim, to)? {
         return Ok(false);
     }
-    retry_busy(|| fs::rename(from, to))?;
-    Ok(true)
+    let renamed = if fs::symlink_metadata(to).is_ok() {
+        Ok(false)
+    } else {
+        retry_busy(|| fs::rename(from, to)).map(|()| true)
+    };
+    let _ = fs::remove_dir(&claim);
+    renamed
+}
+
+/// How long a claim may stand before it counts as a dead run's.
+const STALE_CLAIM: Duration = Duration::from_secs(60);
+
+/// `tmp.claim.<name>` beside `to`: a temp name, so listings skip it.
+fn claim_path(to: &Path) -> io::Result<PathBuf> {
+    let name = to
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut claim = std::ffi::OsString::from(format!("{TEMP_PREFIX}claim."));
+    claim.push(name);
+    Ok(parent_dir(to).join(claim))
+}
+
+/// Takes the claim on `to`: true when taken, false when `to` appeared
+/// while another run held it.
+fn take_claim(claim: &Path, to: &Path) -> io::Result<bool> {
+    loop {
+        match fs::create_dir(claim) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            Err(_) => {}
+        }
+        if fs::symlink_metadata(to).is_ok() {
+            return Ok(false);
+        }
+        let stale = fs::symlink_metadata(claim)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_CLAIM));
+        if stale {
+            let _ = fs::remove_dir(claim);
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
@@ -493,6 +539,52 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_one_of_racing_renames_without_replace_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = dir.path().join("index.7");
+        let winners: Vec<bool> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|i| {
+                    let from = dir.path().join(format!("{TEMP_PREFIX}{i}"));
+                    fs::write(&from, format!("run {i}")).unwrap();
+                    let to = &to;
+                    s.spawn(move || check_then_rename(&from, to).unwrap())
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
+        let winner = winners.iter().position(|w| *w).unwrap();
+        assert_eq!(fs::read_to_string(&to).unwrap(), format!("run {winner}"));
+        assert!(!claim_path(&to).unwrap().exists(), "the claim is released");
+    }
+
+    #[test]
+    fn a_held_claim_waits_for_the_name_and_a_stale_one_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("tmp.a"), dir.path().join("snap"));
+        fs::write(&from, "mine").unwrap();
+        let claim = claim_path(&to).unwrap();
+        fs::create_dir(&claim).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                fs::write(&to, "theirs").unwrap();
+            });
+            assert!(!check_then_rename(&from, &to).unwrap());
+        });
+        assert_eq!(fs::read_to_string(&to).unwrap(), "theirs");
+        // A claim left by a dead run, older than STALE_CLAIM.
+        let to = dir.path().join("snap2");
+        let claim = claim_path(&to).unwrap();
+        fs::create_dir(&claim).unwrap();
+        let old = std::time::SystemTime::now() - STALE_CLAIM - Duration::from_secs(5);
+        File::open(&claim).unwrap().set_modified(old).unwrap();
+        assert!(check_then_rename(&from, &to).unwrap());
+        assert_eq!(fs::read_to_string(&to).unwrap(), "mine");
+    }
 
     #[test]
     fn relative_paths() {

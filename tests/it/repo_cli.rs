@@ -766,8 +766,8 @@ fn corrupt_format_file_is_reported_and_left_alone() {
         ("empty", b"", "first line"),
         (
             "future",
-            b"epygibus repository\nformat = 3\nhash = blake3\ncompression = gzip\n",
-            "format 3 is not supported",
+            b"epygibus repository\nformat = 4\nhash = blake3\ncompression = gzip\n",
+            "format 4 is not supported",
         ),
     ];
     for (what, bytes, reason) in variants {
