@@ -1048,15 +1048,26 @@ impl<'s> Case<'s> {
         let packs_before = self.pack_files();
         let mut child = self.world.spawn(&list, "killed");
         let began = Instant::now();
-        if let Some(left) = delay.checked_sub(began.elapsed()) {
-            std::thread::sleep(left);
+        // Watched until the kill time, so a run that ends first shows how
+        // long the operation takes now (a loaded machine stretches it):
+        // later kill points spread over that.
+        let mut ended_after = None;
+        while ended_after.is_none() && began.elapsed() < delay {
+            if child.try_wait().unwrap().is_some() {
+                ended_after = Some(began.elapsed());
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
-        let alive = child.try_wait().unwrap().is_none();
+        let alive = ended_after.is_none() && child.try_wait().unwrap().is_none();
         if alive {
             let _ = child.kill();
         }
         let status = child.wait().unwrap();
         let interrupted = alive && status.signal() == Some(SIGKILL);
+        if let Some(took) = ended_after.filter(|t| *t > self.durations[op.index()]) {
+            self.durations[op.index()] = took;
+        }
         if self.pack_files() != packs_before {
             self.stats.pack_changes[op.index()] += 1;
         }
@@ -1348,6 +1359,10 @@ fn killed_encrypted_runs_lose_nothing() {
 }
 
 fn run_harness(settings: Settings) {
+    // One harness at a time: the kill points are spread over durations
+    // measured at the start, which a second harness's load would stretch.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let began = Instant::now();
     let results: Vec<std::thread::Result<Stats>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..settings.cases)
