@@ -302,15 +302,7 @@ impl Repository {
             let mut found = found;
             if found.size == super::pack::UNKNOWN_SIZE {
                 // A sealed entry tells its size only once decrypted.
-                let probe = IndexEntry {
-                    refs: 0,
-                    size: found.size,
-                    stored_size: found.stored_size,
-                    form: found.form,
-                    zero_since: 0,
-                    place: Place::Loose,
-                };
-                match self.read_packed(token, &found.pack, found.offset, &probe) {
+                match self.read_found(token, &found) {
                     Ok(Some(data)) => found.size = data.len() as u64,
                     _ => return,
                 }

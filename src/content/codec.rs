@@ -45,15 +45,17 @@ thread_local! {
 
 /// One gzip member holding `data`.
 pub fn gzip_member(data: &[u8]) -> Vec<u8> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        let mut out = vec![0; c.gzip_compress_bound(data.len())];
-        let n = c
-            .gzip_compress(data, &mut out)
-            .expect("output buffer sized by gzip_compress_bound");
-        out.truncate(n);
-        out
-    })
+    COMPRESSOR.with(|c| gzip_with(&mut c.borrow_mut(), data))
+}
+
+/// One gzip member of `data`, made by `c`.
+fn gzip_with(c: &mut libdeflater::Compressor, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; c.gzip_compress_bound(data.len())];
+    let n = c
+        .gzip_compress(data, &mut out)
+        .expect("output buffer sized by gzip_compress_bound");
+    out.truncate(n);
+    out
 }
 
 thread_local! {
@@ -66,15 +68,7 @@ thread_local! {
 
 /// One gzip member holding `data` in stored (uncompressed) blocks.
 fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    STORER.with(|c| {
-        let mut c = c.borrow_mut();
-        let mut out = vec![0; c.gzip_compress_bound(data.len())];
-        let n = c
-            .gzip_compress(data, &mut out)
-            .expect("output buffer sized by gzip_compress_bound");
-        out.truncate(n);
-        out
-    })
+    STORER.with(|c| gzip_with(&mut c.borrow_mut(), data))
 }
 
 /// The gzip stream sealed for `data`: compressed when that is worth it,

@@ -17,6 +17,7 @@ use std::str::FromStr;
 
 use rawzip::{CompressionMethod, DataDescriptorOutput, ZipArchive, ZipArchiveWriter};
 
+use super::codec::Counting;
 use super::codec::SMALL_FILE;
 use super::{ContentToken, StoredForm, TokenHasher};
 use crate::crypt::RepoKey;
@@ -266,24 +267,6 @@ impl<'s> PackWriter<'s> {
                 ),
             )),
         }
-    }
-}
-
-/// Counts the bytes that pass, for the pack's size.
-struct Counting<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

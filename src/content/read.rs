@@ -70,20 +70,10 @@ impl Repository {
             }
         }
         match self.find_in_packs(token)? {
-            Some(found) => {
-                let e = IndexEntry {
-                    refs: 0,
-                    size: found.size,
-                    stored_size: found.stored_size,
-                    form: found.form,
-                    zero_since: 0,
-                    place: Place::Loose,
-                };
-                match self.read_packed(token, &found.pack, found.offset, &e)? {
-                    Some(data) => Ok(ContentReader::Memory(io::Cursor::new(data))),
-                    None => Err(self.missing(token, entry)),
-                }
-            }
+            Some(found) => match self.read_found(token, &found)? {
+                Some(data) => Ok(ContentReader::Memory(io::Cursor::new(data))),
+                None => Err(self.missing(token, entry)),
+            },
             None => Err(self.missing(token, entry)),
         }
     }
@@ -141,6 +131,24 @@ impl Repository {
     /// Looks for an item in the newest index (another machine may have
     /// moved it since this run loaded its own), then in every pack's table
     /// of contents.
+    /// Reads an item [`Repository::find_in_packs`] found, whose index
+    /// entry may be missing.
+    pub(super) fn read_found(
+        &self,
+        token: &ContentToken,
+        found: &FoundInPack,
+    ) -> Result<Option<Vec<u8>>> {
+        let probe = IndexEntry {
+            refs: 0,
+            size: found.size,
+            stored_size: found.stored_size,
+            form: found.form,
+            zero_since: 0,
+            place: Place::Loose,
+        };
+        self.read_packed(token, &found.pack, found.offset, &probe)
+    }
+
     pub(super) fn find_in_packs(&self, token: &ContentToken) -> Result<Option<FoundInPack>> {
         if let Ok(newest) = super::persist::load_index(self.store.as_ref())
             && let Some(e) = newest.entries.get(token)

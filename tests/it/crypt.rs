@@ -77,6 +77,24 @@ fn out_dir(w: &World) -> PathBuf {
     w.out()
 }
 
+/// Extracts archive `a`'s newest snapshot of `w`'s source, run by `by` (`w`
+/// or `w` with other settings) with the `global` options first, and
+/// asserts it is exactly the source.
+fn extract_newest_exactly(by: &crate::world::Machine, w: &World, global: Vec<std::ffi::OsString>) {
+    let mut list = global;
+    list.extend(args![
+        "extract",
+        "-A",
+        "a",
+        "--dir",
+        w.src(),
+        "--into_dir",
+        out_dir(w)
+    ]);
+    by.ok(&list);
+    assert_same_tree(&w.src(), &w.out().join("src"), false, "restored");
+}
+
 fn local_key_files(w: &World) -> Vec<PathBuf> {
     fs::read_dir(w.config.join("keys"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -159,16 +177,7 @@ fn nothing_of_the_files_is_readable_on_the_disk_and_restores_are_exact() {
         "{finds:#?}"
     );
     // Restores are exact, from the newest and the oldest snapshot.
-    w.ok(&args![
-        "extract",
-        "-A",
-        "a",
-        "--dir",
-        w.src(),
-        "--into_dir",
-        out_dir(&w)
-    ]);
-    assert_same_tree(&w.src(), &w.out().join("src"), false, "restored");
+    extract_newest_exactly(&w, &w, args![]);
     let older = w.path("older");
     fs::create_dir(&older).unwrap();
     w.ok(&args![
@@ -238,18 +247,7 @@ fn a_missing_or_wrong_key_is_one_sentence_and_changes_nothing() {
     );
     // The user's own identity opens key.age; the repository key itself
     // works too, from the environment.
-    w.ok(&args![
-        "--identity",
-        &mine,
-        "extract",
-        "-A",
-        "a",
-        "--dir",
-        w.src(),
-        "--into_dir",
-        out_dir(&w)
-    ]);
-    assert_same_tree(&w.src(), &w.out().join("src"), false, "restored");
+    extract_newest_exactly(&w, &w, args!["--identity", &mine]);
     let by_env = w
         .clone()
         .with_env([("EPYGIBUS_IDENTITY", key_copy.display().to_string())]);
@@ -294,16 +292,7 @@ fn a_passphrase_repository_asks_for_it_and_refuses_a_wrong_one() {
         "{err}"
     );
     assert_eq!(fs_state(&w.location()), before);
-    right.ok(&args![
-        "extract",
-        "-A",
-        "a",
-        "--dir",
-        w.src(),
-        "--into_dir",
-        out_dir(&w)
-    ]);
-    assert_same_tree(&w.src(), &w.out().join("src"), false, "restored");
+    extract_newest_exactly(&right, &w, args![]);
     // Refused combinations name the way.
     let err = right.fail(&args![
         "new_repo",
