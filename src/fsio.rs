@@ -187,6 +187,16 @@ pub enum Durability {
 /// Batched on local file systems whose syncfs is known to flush all data,
 /// per file everywhere else.
 pub fn durability_of(dir: &Path) -> Durability {
+    if is_known_local(dir) {
+        Durability::Batched
+    } else {
+        Durability::EachFile
+    }
+}
+
+/// True when `dir` is on a local file system we know: its syncfs flushes
+/// all data and a close is done when it returns (unlike FUSE's).
+pub fn is_known_local(dir: &Path) -> bool {
     const LOCAL: [u64; 5] = [
         0xEF53,      // ext2/3/4
         0x5846_5342, // xfs
@@ -194,10 +204,7 @@ pub fn durability_of(dir: &Path) -> Durability {
         0x0102_1994, // tmpfs
         0xF2F5_2010, // f2fs
     ];
-    match rustix::fs::statfs(dir) {
-        Ok(st) if LOCAL.contains(&(st.f_type as u64)) => Durability::Batched,
-        _ => Durability::EachFile,
-    }
+    rustix::fs::statfs(dir).is_ok_and(|st| LOCAL.contains(&(st.f_type as u64)))
 }
 
 /// Flushes the whole file system holding `dir` (syncfs).

@@ -201,6 +201,9 @@ struct Restorer<'s> {
     files: Vec<FileJob<'s>>,
     inodes: HashMap<(u64, u64), usize>,
     report: RestoreReport,
+    /// The target may close files late (not a known local file system):
+    /// see [`settle_close`].
+    settle_closes: bool,
 }
 
 /// The directory a restore writes into.
@@ -286,10 +289,12 @@ pub fn restore_into(
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     raise_fd_limit();
+    let settle_closes = !fsio::is_known_local(&parent.path);
     let mut r = Restorer {
         repo,
         progress,
         opts,
+        settle_closes,
         dirs: vec![DirJob {
             fd: parent.fd,
             path: parent.path,
@@ -717,7 +722,9 @@ impl<'s> Restorer<'s> {
                     rustix::fs::renameat(dir, temp.as_str(), dir, name.as_bytes())
                         .map_err(|e| classify("rename into place", path, errno(e)))?;
                 }
-                settle_close(dir, name);
+                if self.settle_closes {
+                    settle_close(dir, name);
+                }
                 // Times last, by name: over SMB the rename resets the mtime.
                 let _ = rustix::fs::utimensat(
                     dir,
@@ -875,7 +882,7 @@ fn copy_checked(
 /// close runs, and Samba sets a written file's mtime to "now" at that close,
 /// undoing times set before it (measured on the SMB rig: 9 of 300 files
 /// lost their mtime without this, none of 300 with it). Opening the file
-/// again waits for that close; locally it costs one open.
+/// again waits for that close; on a known local file system it is skipped.
 fn settle_close(dir: &OwnedFd, name: &FileName) {
     let _ = rustix::fs::openat(
         dir,
