@@ -254,7 +254,44 @@ fn bench_levels() {
     );
 }
 
+/// What sealing one item costs (`RepoKey::seal`: an age file with the
+/// X25519 stanza of the repository key and epygibus's own stanza), against
+/// the age crate's own encryptor to the same key, for a small item (where
+/// the per-file key exchange dominates) and a larger one.
+fn bench_seal() {
+    use std::io::Write;
+    let key = epygibus::crypt::RepoKey::generate();
+    let recipient: age::x25519::Recipient = key.recipient().parse().unwrap();
+    for len in [2_000, 200_000] {
+        let plain = texty(len);
+        let n = if len < 10_000 { 2_000 } else { 200 };
+        let ours = best(3, || {
+            for _ in 0..n {
+                black_box(key.seal(&plain));
+            }
+        });
+        let ages = best(3, || {
+            for _ in 0..n {
+                let mut out = Vec::new();
+                let enc =
+                    age::Encryptor::with_recipients(std::iter::once(&recipient as _)).unwrap();
+                let mut w = enc.wrap_output(&mut out).unwrap();
+                w.write_all(&plain).unwrap();
+                w.finish().unwrap();
+                black_box(out);
+            }
+        });
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "seal {len:>7} B: epygibus {:6.1} µs/item, age's X25519 recipient {:6.1} µs/item",
+            per(ours),
+            per(ages)
+        );
+    }
+}
+
 fn main() {
+    bench_seal();
     bench_levels();
     bench_hash_and_gzip();
     bench_snapshot_codec();

@@ -14,6 +14,7 @@
 
 pub mod keyring;
 mod seal;
+mod tabled;
 
 pub use keyring::{Keyring, Passphrase, PassphrasePrompt};
 pub use seal::{SealedWriter, open_reader};
@@ -83,6 +84,9 @@ pub type Result<T, E = CryptError> = std::result::Result<T, E>;
 pub struct RepoKey {
     identity: age::x25519::Identity,
     recipient: age::x25519::Recipient,
+    /// `recipient` with a table of its point, built at the first seal
+    /// (`None` inside: the key is not a curve point, age's own is used).
+    tabled: std::sync::OnceLock<Option<tabled::TabledRecipient>>,
     item_recipient: seal::ItemRecipient,
     item_identity: seal::ItemIdentity,
     token_key: [u8; 32],
@@ -107,6 +111,7 @@ impl RepoKey {
         let item_key = blake3::derive_key(ITEM_KEY_CONTEXT, material);
         RepoKey {
             recipient: identity.to_public(),
+            tabled: std::sync::OnceLock::new(),
             identity,
             item_recipient: seal::ItemRecipient { key: item_key },
             item_identity: seal::ItemIdentity { key: item_key },
@@ -174,6 +179,17 @@ impl RepoKey {
                 reason: e.to_string(),
             })?;
         Ok(out)
+    }
+
+    /// The recipient every sealed file's X25519 stanza is made for.
+    fn x25519_recipient(&self) -> &dyn age::Recipient {
+        match self
+            .tabled
+            .get_or_init(|| tabled::TabledRecipient::new(&self.recipient))
+        {
+            Some(tabled) => tabled,
+            None => &self.recipient,
+        }
     }
 
     fn identity(&self) -> &age::x25519::Identity {

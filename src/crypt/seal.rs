@@ -6,7 +6,7 @@
 //! per-file) file key:
 //!
 //! - a standard `X25519` stanza to the repository key, which `age -d -i
-//!   KEY` opens by hand;
+//!   KEY` opens by hand (made with a table of the key's point, `tabled.rs`);
 //! - an `epygibus-item` stanza, the file key wrapped with a symmetric key
 //!   derived from the same repository key: `ChaCha20-Poly1305(key =
 //!   HKDF-SHA-256(ikm = item key, salt = 16 random bytes, info =
@@ -117,7 +117,7 @@ pub struct SealedWriter<W: Write> {
 }
 
 pub(super) fn seal_to<W: Write>(key: &RepoKey, out: W) -> io::Result<SealedWriter<W>> {
-    let recipients: [&dyn age::Recipient; 2] = [&key.recipient, &key.item_recipient];
+    let recipients: [&dyn age::Recipient; 2] = [key.x25519_recipient(), &key.item_recipient];
     let encryptor = age::Encryptor::with_recipients(recipients.into_iter())
         .map_err(|e| io::Error::other(e.to_string()))?;
     Ok(SealedWriter {
