@@ -23,10 +23,15 @@ RESULTS="$WORK/results.tsv"
 age-keygen -o "$WORK/key.txt" 2>/dev/null || true
 PUB=$(age-keygen -y "$WORK/key.txt")
 
+if compgen -G "$WORK/run-*" >/dev/null; then
+  rm -rf "$WORK"/run-*; sync
+  echo "(deleted an earlier bench's runs: waiting 65 s, see the comment at the top)"; sleep 65
+fi
+
 # one VARIANT RUN: a fresh repository and archive (untimed), the first backup, then the extract (timed)
 one() {
-  local variant=$1 run=$2 d="$WORK/$1"
-  rm -rf "$d"; mkdir -p "$d/loc" "$d/config" "$d/out"
+  local variant=$1 run=$2 d="$WORK/run-$2-$1"
+  mkdir -p "$d/loc" "$d/config" "$d/out"
   export EPYGIBUS_CONFIG_DIR="$d/config"
   local enc=()
   [ "$variant" = encrypted ] && enc=(--encrypt --recipient "$PUB")
@@ -43,7 +48,7 @@ one() {
   done
   [ "$variant" = encrypted ] && du -sb "$d/loc" | awk '{printf "encrypted repository: %d bytes\n", $1}'
   [ "$variant" = plain ] && du -sb "$d/loc" | awk '{printf "plain repository:     %d bytes\n", $1}'
-  rm -rf "$d/out"
+  return 0
 }
 
 echo "## Encryption cost on $CORPUS ($(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files), $RUNS runs each, interleaved"
@@ -68,3 +73,4 @@ awk -F'\t' '
       printf "%-8s median wall: plain %.2f s, encrypted %.2f s, ratio %.3f; median cpu: plain %.2f s, encrypted %.2f s, ratio %.3f\n", step, pw, ew, ew / pw, pc, ec, ec / pc
     }
   }' "$RESULTS"
+rm -rf "$WORK"/run-*

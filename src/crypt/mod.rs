@@ -12,6 +12,7 @@
 //! knows nothing of repositories or snapshots: it seals and opens bytes,
 //! and finds keys ([`keyring`]).
 
+mod ahead;
 pub mod keyring;
 mod seal;
 mod tabled;
@@ -172,7 +173,7 @@ impl RepoKey {
     /// it in errors.
     pub fn open(&self, sealed: &[u8], place: &str) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(sealed.len());
-        open_reader(self, sealed, place)?
+        seal::open_buffered(self, sealed, place)?
             .read_to_end(&mut out)
             .map_err(|e| CryptError::Undecryptable {
                 place: place.to_owned(),
@@ -183,12 +184,32 @@ impl RepoKey {
 
     /// The recipient every sealed file's X25519 stanza is made for.
     fn x25519_recipient(&self) -> &dyn age::Recipient {
-        match self
-            .tabled
-            .get_or_init(|| tabled::TabledRecipient::new(&self.recipient))
-        {
+        match self.tabled() {
             Some(tabled) => tabled,
             None => &self.recipient,
+        }
+    }
+
+    fn tabled(&self) -> Option<&tabled::TabledRecipient> {
+        self.tabled
+            .get_or_init(|| tabled::TabledRecipient::new(&self.recipient))
+            .as_ref()
+    }
+
+    /// Up to `files` more files will be sealed soon (a backup's walk says
+    /// so as it finds new or changed files): their key exchanges are made
+    /// meanwhile on an idle core.
+    pub fn expect_seals(&self, files: usize) {
+        if let Some(tabled) = self.tabled() {
+            tabled.expect(files);
+        }
+    }
+
+    /// What [`expect_seals`](Self::expect_seals) announced and was not
+    /// sealed (content that was already stored) is no longer wanted.
+    pub fn expect_no_more_seals(&self) {
+        if let Some(tabled) = self.tabled.get().and_then(Option::as_ref) {
+            tabled.expect_no_more();
         }
     }
 

@@ -152,16 +152,29 @@ pub fn open_reader<'r, R: Read + Send + 'r>(
     sealed: R,
     place: &str,
 ) -> Result<Box<dyn Read + Send + 'r>> {
+    Ok(Box::new(open_buffered(
+        key,
+        io::BufReader::new(sealed),
+        place,
+    )?))
+}
+
+/// [`open_reader`] of a reader that buffers already (a slice in memory:
+/// no copy into another buffer).
+pub(super) fn open_buffered<R: io::BufRead>(
+    key: &RepoKey,
+    sealed: R,
+    place: &str,
+) -> Result<age::stream::StreamReader<R>> {
     let undecryptable = |reason: String| CryptError::Undecryptable {
         place: place.to_owned(),
         reason,
     };
-    let decryptor = age::Decryptor::new_buffered(io::BufReader::new(sealed))
-        .map_err(|e| undecryptable(e.to_string()))?;
+    let decryptor =
+        age::Decryptor::new_buffered(sealed).map_err(|e| undecryptable(e.to_string()))?;
     // The item stanza first: a hash instead of an X25519 multiplication.
     let identities: [&dyn age::Identity; 2] = [&key.item_identity, &key.identity];
-    let reader = decryptor
+    decryptor
         .decrypt(identities.into_iter())
-        .map_err(|e| undecryptable(e.to_string()))?;
-    Ok(Box::new(reader))
+        .map_err(|e| undecryptable(e.to_string()))
 }

@@ -39,6 +39,11 @@ pub trait ContentSink: Sync {
     fn storing(&self, work: &mut dyn FnMut()) {
         work()
     }
+    /// The walk found one more file to [`store`](Self::store) later (an
+    /// encrypted repository prepares its key exchange meanwhile).
+    fn will_store(&self) {}
+    /// Every file found was stored (or failed): nothing more to prepare.
+    fn stored_all(&self) {}
 }
 
 impl ContentSink for BackupSession<'_> {
@@ -56,6 +61,18 @@ impl ContentSink for BackupSession<'_> {
 
     fn storing(&self, work: &mut dyn FnMut()) {
         self.repository().flushing_while(work)
+    }
+
+    fn will_store(&self) {
+        if let Some(key) = self.repository().key() {
+            key.expect_seals(1);
+        }
+    }
+
+    fn stored_all(&self) {
+        if let Some(key) = self.repository().key() {
+            key.expect_no_more_seals();
+        }
     }
 }
 
@@ -142,6 +159,15 @@ struct Walker<'a> {
     reopened: Vec<PathBuf>,
 }
 
+/// Tells the sink, however the walk ends, that nothing more will be stored.
+struct StoredAll<'a>(&'a dyn ContentSink);
+
+impl Drop for StoredAll<'_> {
+    fn drop(&mut self) {
+        self.0.stored_all();
+    }
+}
+
 /// Walks the plan's includes and stores new content; `previous` is the
 /// archive's newest snapshot (root and walk start), if any.
 pub fn build_tree(
@@ -151,6 +177,7 @@ pub fn build_tree(
     progress: &dyn Progress,
 ) -> Result<Built, ContentError> {
     let walk_started = std::time::Instant::now();
+    let _done = StoredAll(repo);
     let rules = previous.map(|(_, started)| ChangeRules {
         previous_started_ns: started,
         compare_inodes: plan.compare_inodes,
@@ -539,6 +566,9 @@ impl<'a> Walker<'a> {
         } else {
             None
         };
+        if same_as.is_none() {
+            self.repo.will_store();
+        }
         self.pending.push(Pending {
             path: path.to_owned(),
             size,
