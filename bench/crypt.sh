@@ -5,7 +5,12 @@
 # noisy. Prints every run (wall and CPU seconds, as /usr/bin/time measures them) and the ratio of the
 # medians, encrypted over plain. Uses the release binary (built here) and age-keygen when installed (else
 # a key made by `epygibus` itself is not possible: install Debian's age). Warm cache, a sync before each
-# timed command, as ../shared/bench/compare.sh does.
+# timed command, as ../shared/bench/compare.sh does. Every run keeps its own repository and extract until
+# all runs are done: on this machine's ext4 (no journal), creating files within a minute of deleting tens of
+# thousands walks the just-deleted inodes (perf: `find_get_block_common` and `recently_deleted` 41% of an
+# extract's samples; its system time went from 8 s to 31 s), so deleting one run's extract before the next
+# made the timings depend on the order. Leftovers of an earlier bench are deleted first, then the bench
+# waits 65 s. Needs about 2.5 GB per run and variant (WORKDIR on a tmpfs measures the CPU-bound case).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
