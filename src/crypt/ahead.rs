@@ -61,6 +61,9 @@ impl Ahead {
     /// Up to `files` more files will be sealed soon.
     pub fn expect(&self, files: usize) {
         let mut state = self.shared.state();
+        // The thread waits for this only when nothing was wanted: a walk
+        // announcing file after file wakes it once, not once per file.
+        let was_idle = state.wanted == 0;
         state.wanted = state.wanted.saturating_add(files);
         if !state.started {
             state.started = true;
@@ -72,7 +75,9 @@ impl Ahead {
                 .spawn(move || make_ahead(&shared));
         }
         drop(state);
-        self.shared.wake.notify_one();
+        if was_idle {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Nothing more is announced: exchanges not yet made are not made
@@ -85,9 +90,15 @@ impl Ahead {
     /// wanted).
     pub fn take(&self) -> Option<Exchange> {
         let mut state = self.shared.state();
+        let was_full = state.ready.len() >= READY_MAX;
         let ready = state.ready.pop_front();
         if ready.is_none() {
             state.wanted = state.wanted.saturating_sub(1);
+        }
+        drop(state);
+        // The thread waits for room too: taking from a full queue makes it.
+        if was_full {
+            self.shared.wake.notify_one();
         }
         ready
     }

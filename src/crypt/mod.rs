@@ -209,7 +209,7 @@ impl RepoKey {
     /// sealed (content that was already stored) is no longer wanted.
     pub fn expect_no_more_seals(&self) {
         if let Some(tabled) = self.tabled.get().and_then(Option::as_ref) {
-            tabled.expect_no_more();
+            tabled.expect_none();
         }
     }
 

@@ -59,7 +59,7 @@ impl TabledRecipient {
     }
 
     /// No more files than those already sealed: stop making exchanges.
-    pub fn expect_no_more(&self) {
+    pub fn expect_none(&self) {
         self.ahead.expect_none();
     }
 }
