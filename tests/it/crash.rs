@@ -16,7 +16,10 @@
 //! Each operation kind is first run unkilled to measure its duration D;
 //! kill point i of N then waits (i/N)·1.2·D plus jitter from a small PRNG
 //! seeded per case, so kills land at the start, in the middle, at the end
-//! and after the run (counted as completed before the kill). The delays
+//! and after the run (counted as completed before the kill). A kill point
+//! past D that finds the run still going lets it end and takes its time as
+//! the new D: the load of other tests can make every run slower than D was,
+//! which would leave the late steps (repacking) never killed. The delays
 //! are reproducible from the seed; what the killed run was doing at that
 //! moment depends on the machine's speed and load, so a rerun with the same
 //! seed kills at the same delays, not always in the same step.
@@ -891,6 +894,22 @@ impl<'s> Case<'s> {
         self.restore_all("setup");
     }
 
+    /// Waits for a run the harness chose not to kill; returns how long it
+    /// took since `began`. A run that has not ended in two minutes hangs.
+    fn wait_to_end(&mut self, child: &mut Child, began: Instant, label: &str) -> Duration {
+        const HANG: Duration = Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if began.elapsed() > HANG {
+                let _ = child.kill();
+                self.fail(format!("{label}: still running after {HANG:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = began.elapsed();
+        self.note(format!("{label}: still running, left to end: {took:?}"));
+        took
+    }
+
     fn timed(&mut self, list: &[&str]) -> Duration {
         let began = Instant::now();
         let run = self.ok(list);
@@ -1059,7 +1078,15 @@ impl<'s> Case<'s> {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let alive = ended_after.is_none() && child.try_wait().unwrap().is_none();
+        let mut alive = ended_after.is_none() && child.try_wait().unwrap().is_none();
+        // A kill point past D that finds the run still going means the
+        // machine is slower now than when D was measured (the other tests'
+        // load): the run is left to end and D is measured again, or every
+        // later kill of this kind would land in its first steps only.
+        if alive && delay.as_secs_f64() > d {
+            ended_after = Some(self.wait_to_end(&mut child, began, &label));
+            alive = false;
+        }
         if alive {
             let _ = child.kill();
         }
@@ -1314,6 +1341,16 @@ fn run_case(id: usize, settings: &Settings) -> Stats {
     for _ in OPS {
         let mut mine: Vec<usize> = (id..n).step_by(settings.cases).collect();
         case.rng.shuffle(&mut mine);
+        // The latest kill point first: past D, it measures D again if the
+        // load of the tests running beside this one made the runs slower.
+        if let Some(last) = mine
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, i)| **i)
+            .map(|(at, _)| at)
+        {
+            mine.swap(0, last);
+        }
         plans.push(mine);
     }
     let rounds = plans.iter().map(Vec::len).max().unwrap_or(0);
