@@ -839,11 +839,11 @@ fn classify(action: &'static str, path: &Path, e: io::Error) -> FileFailure {
     }
 }
 
+/// The largest buffer a restored file's content is copied through.
+const COPY_BUFFER: u64 = 256 * 1024;
+
 /// Copies content into `out`, hashing it; a mismatch with the token means
 /// the repository's copy is damaged, and the file is not put in place.
-/// The largest buffer a restored file's content is copied through.
-const COPY_BUFFER: usize = 256 * 1024;
-
 fn copy_checked(
     reader: &mut impl Read,
     mut out: File,
@@ -857,8 +857,7 @@ fn copy_checked(
     // one of them (perf of the full corpus's extract: 6% in memset alone).
     // One byte more than the file, so its end is a read of 0 in the same
     // buffer.
-    let len = usize::try_from(node.size.saturating_add(1)).unwrap_or(usize::MAX);
-    let mut buf = vec![0u8; len.clamp(4096, COPY_BUFFER)];
+    let mut buf = vec![0u8; node.size.saturating_add(1).clamp(4096, COPY_BUFFER) as usize];
     let mut total = 0u64;
     loop {
         let n = match reader.read(&mut buf) {

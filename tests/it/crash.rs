@@ -894,22 +894,6 @@ impl<'s> Case<'s> {
         self.restore_all("setup");
     }
 
-    /// Waits for a run the harness chose not to kill; returns how long it
-    /// took since `began`. A run that has not ended in two minutes hangs.
-    fn wait_to_end(&mut self, child: &mut Child, began: Instant, label: &str) -> Duration {
-        const HANG: Duration = Duration::from_secs(120);
-        while child.try_wait().unwrap().is_none() {
-            if began.elapsed() > HANG {
-                let _ = child.kill();
-                self.fail(format!("{label}: still running after {HANG:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let took = began.elapsed();
-        self.note(format!("{label}: still running, left to end: {took:?}"));
-        took
-    }
-
     fn timed(&mut self, list: &[&str]) -> Duration {
         let began = Instant::now();
         let run = self.ok(list);
@@ -1070,21 +1054,20 @@ impl<'s> Case<'s> {
         // Watched until the kill time, so a run that ends first shows how
         // long the operation takes now (a loaded machine stretches it):
         // later kill points spread over that.
-        let mut ended_after = None;
-        while ended_after.is_none() && began.elapsed() < delay {
-            if child.try_wait().unwrap().is_some() {
-                ended_after = Some(began.elapsed());
-            } else {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
+        let mut ended_after = ended_within(&mut child, began, delay);
         let mut alive = ended_after.is_none() && child.try_wait().unwrap().is_none();
         // A kill point past D that finds the run still going means the
         // machine is slower now than when D was measured (the other tests'
         // load): the run is left to end and D is measured again, or every
         // later kill of this kind would land in its first steps only.
         if alive && delay.as_secs_f64() > d {
-            ended_after = Some(self.wait_to_end(&mut child, began, &label));
+            const HANG: Duration = Duration::from_secs(120);
+            let Some(took) = ended_within(&mut child, began, HANG) else {
+                let _ = child.kill();
+                self.fail(format!("{label}: still running after {HANG:?}"));
+            };
+            self.note(format!("{label}: still running, left to end: {took:?}"));
+            ended_after = Some(took);
             alive = false;
         }
         if alive {
@@ -1331,6 +1314,18 @@ impl<'s> Case<'s> {
     }
 }
 
+/// Polls `child` until `until` after `began`: how long it ran, if it ended
+/// by then.
+fn ended_within(child: &mut Child, began: Instant, until: Duration) -> Option<Duration> {
+    while began.elapsed() < until {
+        if child.try_wait().unwrap().is_some() {
+            return Some(began.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
 /// Runs one case over its share of the kill grid; the rounds alternate the
 /// operations bu, del, prune, compress -R, compress -A, forget.
 fn run_case(id: usize, settings: &Settings) -> Stats {
@@ -1343,13 +1338,9 @@ fn run_case(id: usize, settings: &Settings) -> Stats {
         case.rng.shuffle(&mut mine);
         // The latest kill point first: past D, it measures D again if the
         // load of the tests running beside this one made the runs slower.
-        if let Some(last) = mine
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, i)| **i)
-            .map(|(at, _)| at)
-        {
-            mine.swap(0, last);
+        let latest = mine.iter().max().copied();
+        if let Some(at) = mine.iter().position(|&i| Some(i) == latest) {
+            mine.swap(0, at);
         }
         plans.push(mine);
     }
